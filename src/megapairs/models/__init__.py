@@ -1,0 +1,1 @@
+"""Retrievers (query image + text -> embedding) shared by train, evaluate and search."""
