@@ -159,9 +159,9 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
 
 def load_image(row: dict[str, Any]) -> Image.Image:
     """RGB image of a corpus row (uses the stored SVG render when there is one)."""
-    data = row.get("image_bytes")
+    data = row.get("image_bytes")  # a stored raster render (SVG sources)
     if data is None:
         data = read_bytes(row["uri"])
-    if looks_like_svg(data, row.get("uri", "")):
-        data = render_svg(data, 256)
+        if looks_like_svg(data, row.get("uri", "")):
+            data = render_svg(data, 256)
     return decode(data, row.get("uri", "")).image

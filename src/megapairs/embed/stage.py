@@ -1,0 +1,130 @@
+"""The embed stage: every usable corpus image decoded once, fed to all image encoders, captions to
+the text encoder. One embed shard per corpus shard (its `ok` rows, in order).
+
+Output per shard: `part-NNNNN.parquet` (id) and `<view>/part-NNNNN.npy` (N, D) L2-normalised.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import io
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from megapairs.artifacts import Artifact, write_npy, write_table
+from megapairs.corpus.images import load_image
+from megapairs.embed.backends import build_image_encoder, build_text_encoder
+from megapairs.embed.backends.base import ImageEncoder, TextEncoder, pick_device
+from megapairs.embed.config import VIEW_MODALITY, EmbedConfig
+from megapairs.stages import ShardTask, Stage
+
+EMPTY_CAPTION = "an image"  # what the text view embeds for a row with no caption
+
+
+class Encoders:
+    """All views' encoders, built once per worker; images grouped by preprocessing."""
+
+    def __init__(self, config: EmbedConfig) -> None:
+        device = pick_device(config.device)
+        self.image: dict[str, ImageEncoder] = {}
+        self.text: dict[str, TextEncoder] = {}
+        with contextlib.redirect_stdout(io.StringIO()):  # some packaged loaders print on load
+            for view, spec in config.views().items():
+                if VIEW_MODALITY[view] == "image":
+                    self.image[view] = build_image_encoder(spec, device=device)
+                else:
+                    self.text[view] = build_text_encoder(spec, device=device)
+        self.groups: dict[str, list[str]] = {}
+        for view, enc in self.image.items():
+            self.groups.setdefault(enc.preprocess_key, []).append(view)
+
+    def dims(self) -> dict[str, int]:
+        return {v: e.dim for v, e in {**self.image, **self.text}.items()}
+
+    def preprocess(self, images: list) -> dict[str, torch.Tensor]:
+        """Decoded images -> one (B, 3, H, W) batch per preprocessing key."""
+        out = {}
+        for key, views in self.groups.items():
+            enc = self.image[views[0]]
+            out[key] = torch.from_numpy(np.stack([enc.preprocess(im) for im in images]))
+        return out
+
+    def encode(self, batches: dict[str, torch.Tensor], captions: list[str]) -> dict[str, np.ndarray]:
+        out = {}
+        for key, views in self.groups.items():
+            for v in views:
+                out[v] = self.image[v].encode(batches[key]).numpy()  # (B, D)
+        for v, enc in self.text.items():
+            out[v] = enc.encode_text([c or EMPTY_CAPTION for c in captions]).numpy()  # (B, D)
+        return out
+
+
+def ok_rows(corpus: Artifact, shard: int, columns: list[str]) -> pa.Table:
+    table = corpus.read_shard(shard, columns=columns + ["status"])
+    return table.filter(pc.equal(table.column("status"), "ok"))
+
+
+class EmbedStage(Stage):
+    name = "embeddings"
+    kind = "embeddings"
+    inputs = ("corpus",)
+    config: EmbedConfig
+
+    def plan(self) -> list[ShardTask]:
+        corpus = self.input_artifact("corpus")
+        tasks = []
+        for i in corpus.shard_indices():
+            n = ok_rows(corpus, i, ["id"]).num_rows
+            tasks.append(ShardTask(i, i, n))
+        return tasks
+
+    def make_worker(self):
+        encoders = Encoders(self.config)
+        corpus = self.input_artifact("corpus")
+        art = self.output()
+        dtype = np.float16 if self.config.dtype == "float16" else np.float32
+        bs = self.config.batch_size
+        pool = cf.ThreadPoolExecutor(max(1, self.config.decode_threads))
+
+        def batches(rows: list[dict[str, Any]]) -> Iterator[tuple[list[dict], dict[str, torch.Tensor]]]:
+            """Decode + preprocess the next batch in a thread while the model runs on this one."""
+            chunks = [rows[i : i + bs] for i in range(0, len(rows), bs)]
+            prep = lambda chunk: encoders.preprocess([load_image(r) for r in chunk])  # noqa: E731
+            future = pool.submit(prep, chunks[0]) if chunks else None
+            for j, chunk in enumerate(chunks):
+                result = future.result()
+                future = pool.submit(prep, chunks[j + 1]) if j + 1 < len(chunks) else None
+                yield chunk, result
+
+        def work(task: ShardTask) -> None:
+            rows = ok_rows(corpus, task.payload, ["id", "uri", "caption", "image_bytes"]).to_pylist()
+            outs: dict[str, list[np.ndarray]] = {v: [] for v in encoders.dims()}
+            for chunk, pixels in batches(rows):
+                for v, x in encoders.encode(pixels, [r["caption"] for r in chunk]).items():
+                    outs[v].append(x.astype(dtype))
+            files = [art.shard_path(task.index).name]
+            for v, dim in encoders.dims().items():
+                mat = np.concatenate(outs[v]) if outs[v] else np.zeros((0, dim), dtype)
+                write_npy(art.path / v / f"part-{task.index:05d}.npy", mat)
+                files.append(f"{v}/part-{task.index:05d}.npy")
+            write_table(art.shard_path(task.index), pa.table({"id": pa.array([r["id"] for r in rows], pa.string())}))
+            art.mark_done(task.index, len(rows), files)
+
+        work.encoders = encoders  # type: ignore[attr-defined]  (benchmarks reuse the loaded models)
+        return work
+
+    def finalize(self, artifact: Artifact, tasks: list[ShardTask]) -> dict[str, Any]:
+        dims = {}
+        for v in self.config.views():
+            first = next((artifact.path / v / f"part-{t.index:05d}.npy" for t in tasks), None)
+            dims[v] = int(np.load(first, mmap_mode="r").shape[1]) if first and first.exists() else 0
+        return {
+            "views": {v: {"spec": s, "dim": dims[v], "modality": VIEW_MODALITY[v]} for v, s in self.config.views().items()},
+            "dtype": self.config.dtype,
+            "normalized": True,
+        }
