@@ -90,10 +90,15 @@ class ConfigBase:
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
-        prefix = getattr(self, "_where", type(self).__name__)
+        prefix = self.where
         for f in dataclasses.fields(self):
             setattr(self, f.name, _check_type(getattr(self, f.name), hints[f.name], f"{prefix}.{f.name}"))
         self.validate()
+
+    @property
+    def where(self) -> str:
+        """The section name used in error messages (e.g. `mine`)."""
+        return getattr(self, "_where", type(self).__name__)
 
     def validate(self) -> None:
         """Range checks; raise ConfigError naming the field."""

@@ -24,8 +24,8 @@ class IngestConfig(ConfigBase):
 
     def validate(self) -> None:
         if self.shard_size < 1:
-            raise ConfigError(f"{self._where}.shard_size must be >= 1, got {self.shard_size}")
+            raise ConfigError(f"{self.where}.shard_size must be >= 1, got {self.shard_size}")
         if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"{self._where}.limit must be >= 1 or null, got {self.limit}")
+            raise ConfigError(f"{self.where}.limit must be >= 1 or null, got {self.limit}")
         if self.svg_render_size < 16:
-            raise ConfigError(f"{self._where}.svg_render_size must be >= 16")
+            raise ConfigError(f"{self.where}.svg_render_size must be >= 16")

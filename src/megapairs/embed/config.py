@@ -23,11 +23,11 @@ class EmbedConfig(ConfigBase):
 
     def validate(self) -> None:
         if self.dtype not in ("float16", "float32"):
-            raise ConfigError(f"{self._where}.dtype must be float16 or float32, got {self.dtype!r}")
+            raise ConfigError(f"{self.where}.dtype must be float16 or float32, got {self.dtype!r}")
         if self.batch_size < 1:
-            raise ConfigError(f"{self._where}.batch_size must be >= 1")
+            raise ConfigError(f"{self.where}.batch_size must be >= 1")
         if not self.views():
-            raise ConfigError(f"{self._where}: at least one of image, visual, caption must name an encoder")
+            raise ConfigError(f"{self.where}: at least one of image, visual, caption must name an encoder")
 
     def views(self) -> dict[str, str]:
         return {v: getattr(self, v) for v in VIEW_MODALITY if getattr(self, v)}

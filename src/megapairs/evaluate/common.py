@@ -107,6 +107,12 @@ def first_existing(candidates: Sequence[Path], what: str) -> Path:
     raise DataError(f"missing {what}; looked for:\n  {tried}")
 
 
+def pick_root(roots: Sequence[Path], relative: Path | str, what: str) -> Path:
+    """The first root under which `relative` exists (used to find where a benchmark keeps images)."""
+    found = first_existing([r / relative for r in roots], what)
+    return roots[[r / relative for r in roots].index(found)]
+
+
 def read_json(path: Path, what: str) -> Any:
     require(path, what)
     try:

@@ -1,0 +1,104 @@
+"""Configuration of the annotation stage (relation description, then instruction writing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, ClassVar
+
+from megapairs.configbase import ConfigBase, ConfigError
+
+_URL_IN_SPEC = re.compile(r"^(openai(?:-completions)?:)[^#]*(#.*)?$")
+
+
+def spec_identity(spec: str) -> str:
+    """The part of a backend spec that decides the output. The endpoint URL of an OpenAI-compatible
+    server is left out, so the same model behind another host or port resumes the same run."""
+    s = spec.strip()
+    prefix = "captions:" if s.startswith("captions:") else ""
+    s = s[len(prefix):]
+    m = _URL_IN_SPEC.match(s)
+    return prefix + (f"{m.group(1)}{m.group(2) or ''}" if m else s)
+
+
+@dataclasses.dataclass
+class AnnotateConfig(ConfigBase):
+    """Two-step annotation of mined pairs.
+
+    `describer` writes a relation note for (source, target); `writer` turns the note into at least
+    `min_instructions` retrieval instructions; `fallbacks` are tried in order when a writer is
+    unavailable or its output fails validation (the last resort is `template:`).
+    """
+
+    describer: str = "captions:llamacpp:gemma3-270m"
+    writer: str = "llamacpp:gemma3-270m"
+    describer_fallbacks: list[str] = dataclasses.field(default_factory=lambda: ["template:"])
+    writer_fallbacks: list[str] = dataclasses.field(default_factory=lambda: ["template:"])
+    word_range: tuple[int, int] = (60, 100)
+    min_instructions: int = 3
+    max_instructions: int = 6
+    max_chars: int = 300  # per instruction; CLIP-style retrievers keep only ~77 tokens anyway
+    min_words: int = 2
+    few_shot_k: int = 5
+    demo_pool: str = ""  # a JSONL path; empty: the packaged pool of this prompt version
+    prompt_version: str = "v1"
+    temperature: float = 0.3
+    top_p: float = 0.9
+    describe_max_tokens: int = 220
+    write_max_tokens: int = 160
+    writer_attempts: int = 2  # per writer, each with a fresh demo sample, before falling back
+    seed: int = 0
+    shard_size: int = 256  # pairs per shard of the output artifact
+    # Operational knobs (not hashed: changing them never changes a finished row).
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    retries: int = 4
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    api_key: str = ""  # else the OPENAI_API_KEY environment variable; never written anywhere
+    cache_path: str = ""  # empty: <run root>/_cache/annotate.sqlite
+    strict_backends: bool = False  # raise instead of falling back when a backend cannot start
+    progress: bool = True
+    llamacpp_threads: int = 0  # 0: all cores
+    llamacpp_parallel: int = 2  # llama.cpp server slots
+
+    NOT_HASHED: ClassVar[tuple[str, ...]] = (
+        "concurrency", "timeout_s", "retries", "backoff_s", "backoff_max_s", "api_key", "cache_path",
+        "strict_backends", "progress", "llamacpp_threads", "llamacpp_parallel",
+    )
+
+    def validate(self) -> None:
+        lo, hi = self.word_range
+        if not 5 <= lo <= hi:
+            raise ConfigError(f"{self.where_name()}.word_range: need 5 <= low <= high, got {self.word_range}")
+        checks = {
+            "min_instructions": self.min_instructions >= 1,
+            "max_instructions": self.max_instructions >= self.min_instructions,
+            "max_chars": self.max_chars >= 20,
+            "min_words": self.min_words >= 1,
+            "few_shot_k": self.few_shot_k >= 0,
+            "writer_attempts": self.writer_attempts >= 1,
+            "shard_size": self.shard_size >= 1,
+            "concurrency": self.concurrency >= 1,
+            "timeout_s": self.timeout_s > 0,
+            "retries": self.retries >= 0,
+            "temperature": self.temperature >= 0,
+            "top_p": 0 < self.top_p <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"{self.where_name()}.{name}: value {getattr(self, name)!r} is out of range")
+        for name in ("describer", "writer"):
+            if ":" not in getattr(self, name):
+                raise ConfigError(f"{self.where_name()}.{name}: spec must look like prefix:argument")
+
+    def _where_name(self) -> str:
+        return getattr(self, "_where", type(self).__name__)
+
+    def hashed_dict(self) -> dict[str, Any]:
+        d = super().hashed_dict()
+        d["describer"] = spec_identity(self.describer)
+        d["writer"] = spec_identity(self.writer)
+        d["describer_fallbacks"] = [spec_identity(s) for s in self.describer_fallbacks]
+        d["writer_fallbacks"] = [spec_identity(s) for s in self.writer_fallbacks]
+        return d

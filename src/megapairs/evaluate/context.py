@@ -1,0 +1,118 @@
+"""What benchmark modules use to embed and search: batching, progress, and the gallery cache.
+
+Gallery embeddings are cached as `<cache_dir>/<name>-<key>.npy` with a JSON sidecar. The key
+hashes `retriever.preprocess_id` and the ordered list of gallery items (paths, crops, texts); a
+cached file is reused only when the sidecar matches both and the row count is right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from megapairs.artifacts import atomic_write_json, write_npy
+from megapairs.evaluate import search as search_mod
+from megapairs.evaluate.common import Crop, EvalOptions, Item
+from megapairs.progress import Progress
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("MEGAPAIRS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "megapairs")
+    return Path(base) / "evaluate"
+
+
+def load_crop(path: Path, crop: Crop) -> Image.Image:
+    """GeneCIS attribute crop: grow the box by `dilation` of its size up-left, clip to the image,
+    keep a (1 + dilation) x box-sized window, then pad to a centred black square."""
+    im = Image.open(path).convert("RGB")
+    width, height = im.size
+    d = crop.dilation
+    left, top = max(0.0, crop.x - d * crop.w), max(0.0, crop.y - d * crop.h)
+    right, bottom = min(width, left + (1 + d) * crop.w), min(height, top + (1 + d) * crop.h)
+    im = im.crop((left, top, right, bottom))
+    if crop.pad_square and im.size[0] != im.size[1]:
+        side = max(im.size)
+        square = Image.new("RGB", (side, side), (0, 0, 0))
+        square.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
+        im = square
+    return im
+
+
+class Context:
+    """Holds the retriever and options for one benchmark run."""
+
+    def __init__(self, retriever: Any, options: EvalOptions, benchmark: str) -> None:
+        self.retriever = retriever
+        self.options = options
+        self.benchmark = benchmark
+        self.cache_dir = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
+        self.cache_hits: list[str] = []
+
+    # -- embedding ------------------------------------------------------------------------------
+    def encode(self, items: Sequence[Item], desc: str) -> np.ndarray:
+        """Embed items in batches of one modality each; rows follow `items`. -> (N, D) float32."""
+        out: np.ndarray | None = None
+        groups: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault(it.modality, []).append(i)
+        bar = Progress(len(items), desc, unit="item", disable=not self.options.progress)
+        bs = self.options.batch_size
+        for modality, rows in groups.items():
+            for start in range(0, len(rows), bs):
+                chunk = [items[i] for i in rows[start:start + bs]]
+                with bar.timer("encode"):
+                    emb = self._encode_batch(chunk, modality)  # (b, D)
+                if out is None:
+                    out = np.zeros((len(items), emb.shape[1]), dtype=np.float32)
+                out[rows[start:start + bs]] = emb
+                bar.update(len(chunk))
+        bar.close()
+        return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+    def _encode_batch(self, chunk: list[Item], modality: str) -> np.ndarray:
+        images = [load_crop(it.image, it.crop) if it.crop else str(it.image) for it in chunk] \
+            if modality != "text" else None
+        texts = [it.text for it in chunk] if modality != "image" else None
+        with torch.inference_mode():
+            emb = self.retriever.encode(images=images, text=texts)  # (b, D), L2-normalised
+        emb = emb.detach().float().cpu().numpy()
+        if emb.shape[0] != len(chunk):
+            raise RuntimeError(f"retriever returned {emb.shape[0]} rows for {len(chunk)} inputs")
+        norms = np.linalg.norm(emb, axis=1)
+        if np.any(np.abs(norms - 1.0) > 1e-2):
+            raise RuntimeError(f"retriever embeddings are not L2-normalised (norms {norms.min():.3f}.."
+                               f"{norms.max():.3f}); the Retriever protocol requires unit vectors")
+        return emb
+
+    def gallery(self, items: Sequence[Item], name: str) -> np.ndarray:
+        """Gallery embeddings (N, D), from the cache when (preprocess_id, item list) match."""
+        pid = str(self.retriever.preprocess_id)
+        items_hash = hashlib.sha256("\n".join(it.fingerprint() for it in items).encode()).hexdigest()
+        key = hashlib.sha256(f"{pid}\n{items_hash}".encode()).hexdigest()[:20]
+        npy = self.cache_dir / f"{name}-{key}.npy"
+        meta_path = npy.with_suffix(".json")
+        if npy.exists() and meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("preprocess_id") == pid and meta.get("items_hash") == items_hash:
+                emb = np.load(npy)
+                if emb.shape[0] == len(items):
+                    self.cache_hits.append(name)
+                    return emb
+        emb = self.encode(items, f"{name} gallery")
+        write_npy(npy, emb)
+        atomic_write_json(meta_path, {"preprocess_id": pid, "items_hash": items_hash, "count": len(items),
+                                      "dim": int(emb.shape[1]), "benchmark": self.benchmark})
+        return emb
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, gallery: np.ndarray, k: int | None = None,
+               exclude: Sequence[int | None] | None = None) -> list[np.ndarray]:
+        return search_mod.search(queries, gallery, k or self.options.topk, exclude)

@@ -1,0 +1,1 @@
+"""mine: heterogeneous KNN pairs from several similarity views, with hard negatives."""

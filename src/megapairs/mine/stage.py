@@ -1,0 +1,126 @@
+"""The mine stage: per-view KNN over the embeddings -> pairs artifact.
+
+Rows: query_id, target_id, found_by (list), best_view, best_score, score_<view> for every view,
+hard_negatives (list of ids, [0] = query_id), pair_rank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from megapairs.artifacts import Artifact, write_table
+from megapairs.embed.store import load_embeddings
+from megapairs.mine.config import MineConfig
+from megapairs.mine.knn import build_index, choose_index, search
+from megapairs.mine.select import HIST_BINS, select_pairs
+from megapairs.stages import ShardTask, Stage, sum_marker_counts
+
+QUANTILE_SAMPLE = 2000
+
+
+def pairs_schema(views: list[str]) -> pa.Schema:
+    return pa.schema([
+        ("query_id", pa.string()), ("target_id", pa.string()), ("found_by", pa.list_(pa.string())),
+        ("best_view", pa.string()), ("best_score", pa.float32()),
+        *[(f"score_{v}", pa.float32()) for v in views],
+        ("hard_negatives", pa.list_(pa.string())), ("pair_rank", pa.int32()),
+    ])
+
+
+def query_rows(n: int, num_queries: int | None, seed: int) -> np.ndarray:
+    if num_queries is None or num_queries >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=num_queries, replace=False))
+
+
+class MineStage(Stage):
+    name = "pairs"
+    kind = "pairs"
+    inputs = ("embeddings",)
+    config: MineConfig
+
+    def _views(self) -> list[str]:
+        views = list(self.input_artifact("embeddings").manifest()["views"])
+        missing = [v for v in views if v not in self.config.bands]
+        if missing:
+            raise ValueError(f"mine.bands has no band for view(s) {missing}; set mine.bands.<view>=[low, high]")
+        return views
+
+    def _indexes(self, mats: dict[str, np.ndarray]) -> dict[str, Any]:
+        c = self.config
+        out = {}
+        for v, x in mats.items():
+            kind = choose_index(len(x), c.index, c.approx_threshold)
+            out[v] = build_index(x, kind, c.nlist, c.nprobe, c.hnsw_m, c.ef_search, c.seed)
+        return out
+
+    def resolve_bands(self, mats: dict[str, np.ndarray], indexes: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        c = self.config
+        views = list(mats)
+        if c.band_units == "score":
+            return {v: (float(c.bands[v][0]), float(c.bands[v][1])) for v in views}
+        n = len(next(iter(mats.values())))
+        sample = query_rows(n, min(n, QUANTILE_SAMPLE), c.seed)
+        out = {}
+        for v in views:
+            s, r = search(indexes[v], mats[v][sample], c.k + 1)
+            vals = s[(r >= 0) & (r != sample[:, None])]
+            lo, hi = np.quantile(vals, c.bands[v]) if len(vals) else (1.0, 1.0)
+            out[v] = (round(float(lo), 6), round(float(hi), 6))
+        return out
+
+    def plan(self) -> list[ShardTask]:
+        c = self.config
+        ids, mats = load_embeddings(self.root / "embeddings", self._views())
+        bands = self.resolve_bands(mats, self._indexes(mats)) if c.band_units == "quantile" else \
+            {v: (float(c.bands[v][0]), float(c.bands[v][1])) for v in mats}
+        rows = query_rows(len(ids), c.num_queries, c.seed)
+        n = c.query_shard_size
+        return [ShardTask(i // n, {"rows": rows[i : i + n], "bands": bands}, len(rows[i : i + n]))
+                for i in range(0, len(rows), n)]
+
+    def make_worker(self):
+        c = self.config
+        manifest = self.input_artifact("embeddings").manifest()
+        views = self._views()
+        ids, mats = load_embeddings(self.root / "embeddings", views)
+        indexes = self._indexes(mats)
+        image_views = [v for v in views if manifest["views"][v]["modality"] == "image"]
+        art = self.output()
+        schema = pairs_schema(views)
+
+        def work(task: ShardTask) -> None:
+            q = np.asarray(task.payload["rows"], dtype=np.int64)
+            knn = {v: search(indexes[v], mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
+            rows, stats = select_pairs(
+                q, knn, task.payload["bands"], image_views, mats, ids,
+                near_duplicate=c.near_duplicate, max_targets=c.max_targets_per_query,
+                num_hard_negatives=c.num_hard_negatives, seed=c.seed,
+            )
+            write_table(art.shard_path(task.index), pa.Table.from_pylist(rows, schema=schema))
+            art.mark_done(task.index, len(rows), [art.shard_path(task.index).name], queries=len(q),
+                          kept_by_view=stats.kept_by_view, dropped=stats.dropped,
+                          hist_kept=stats.hist_kept, hist_all=stats.hist_all)
+
+        return work
+
+    def finalize(self, artifact: Artifact, tasks: list[ShardTask]) -> dict[str, Any]:
+        markers = [artifact.marker(t.index) for t in tasks]
+        views = self._views()
+        hist = {kind: {v: np.sum([m[kind][v] for m in markers], axis=0).astype(int).tolist() if markers else []
+                       for v in views} for kind in ("hist_kept", "hist_all")}
+        emb = self.input_artifact("embeddings").manifest()
+        return {
+            "views": {v: emb["views"][v]["spec"] for v in views},
+            "bands": tasks[0].payload["bands"] if tasks else {},
+            "band_units": self.config.band_units,
+            "index": choose_index(emb["rows"], self.config.index, self.config.approx_threshold),
+            "queries": int(sum(m["queries"] for m in markers)),
+            "pairs_by_view": sum_marker_counts(artifact, tasks, "kept_by_view"),
+            "dropped": sum_marker_counts(artifact, tasks, "dropped"),
+            "histogram_bins": HIST_BINS.round(3).tolist(),
+            "score_histograms": hist,
+        }
