@@ -92,7 +92,7 @@ class AnnotateConfig(ConfigBase):
             if ":" not in getattr(self, name):
                 raise ConfigError(f"{self.where_name()}.{name}: spec must look like prefix:argument")
 
-    def _where_name(self) -> str:
+    def where_name(self) -> str:
         return getattr(self, "_where", type(self).__name__)
 
     def hashed_dict(self) -> dict[str, Any]:

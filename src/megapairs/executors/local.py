@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import TYPE_CHECKING
 
 from megapairs.progress import Progress
@@ -17,10 +19,14 @@ class LocalExecutor:
         if not tasks:
             return
         worker = stage.make_worker()
+        # Test hook for crash/resume tests: a pause after each shard, so a kill lands mid-stage.
+        delay = float(os.environ.get("MEGAPAIRS_SHARD_DELAY_S", "0"))
         progress = Progress(total=sum(t.size for t in tasks) or len(tasks), desc=stage.name)
         try:
             for task in tasks:
                 worker(task)
                 progress.update(task.size or 1)
+                if delay:
+                    time.sleep(delay)
         finally:
             progress.close()

@@ -1,0 +1,137 @@
+"""Parse generator output into instructions and descriptions, and check them.
+
+Nothing is dropped silently: every rejected candidate is returned with its reason, and a pair whose
+output fails becomes a row with `status` and `reason` (see `annotator.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+REFUSAL = re.compile(
+    r"\b(i'?m sorry|i am sorry|i apologi[sz]e|i cannot|i can'?t|i can not|i'?m unable|i am unable|as an ai"
+    r"|unable to (?:help|assist|comply|provide)|cannot (?:help|assist|comply|provide)|i won'?t"
+    r"|not able to (?:help|assist|see|view))\b",
+    re.IGNORECASE,
+)
+FORMAT_LEAK = re.compile(r"\b(shared:|source only:|target only:|note:|requests?:|source caption|target caption)",
+                         re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|query\s*\d*:|request\s*\d*:)\s*", re.IGNORECASE)
+_QUOTED = re.compile(r'"((?:[^"\\\n]|\\.){3,})"')
+
+
+def norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def parse_instruction_list(text: str, primed: bool = False) -> list[str]:
+    """Candidates from model output: a JSON list (possibly cut short, possibly after prose), else
+    quoted strings, else one candidate per non-header line. `primed`: the prompt ended with `[`."""
+    s = (text or "").strip()
+    s = re.sub(r"^```(?:json)?|```$", "", s).strip()
+    if primed and not s.startswith("["):
+        s = "[" + s
+    dec = json.JSONDecoder()
+    for i in [m.start() for m in re.finditer(r"\[", s)]:
+        for tail in ("", "]", '"]'):
+            try:
+                obj, _ = dec.raw_decode(s[i:] + tail)
+            except ValueError:
+                continue
+            if isinstance(obj, list) and obj and all(isinstance(x, str) for x in obj):
+                return [str(x) for x in obj]
+    quoted = [json.loads(f'"{q}"') if "\\" in q else q for q in _QUOTED.findall(s)]
+    if quoted:
+        return quoted
+    lines = [_BULLET.sub("", ln).strip() for ln in s.strip("[]").splitlines()]
+    return [ln for ln in lines if ln and not ln.endswith(":")]
+
+
+def clean_instruction(text: str) -> str:
+    t = " ".join(str(text).split()).strip().strip("\"'`").strip()
+    return _BULLET.sub("", t).strip()
+
+
+def _copies(instruction: str, description: str) -> bool:
+    i, d = norm(instruction), norm(description)
+    if not i or not d:
+        return False
+    words = i.split()
+    if i == d or (len(words) >= 6 and i in d):
+        return True
+    dset = set(d.split())
+    return len(words) >= 12 and sum(w in dset for w in words) / len(words) >= 0.9
+
+
+@dataclass
+class InstructionCheck:
+    instructions: list[str]
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (candidate, reason)
+    ok: bool = False
+    reason: str = ""
+
+
+def check_instructions(candidates: list[str], description: str, *, min_count: int, max_count: int,
+                       max_chars: int, min_words: int) -> InstructionCheck:
+    kept: list[str] = []
+    seen: set[str] = set()
+    rejected: list[tuple[str, str]] = []
+    for raw in candidates:
+        text = clean_instruction(raw)
+        key = norm(text)
+        if not key:
+            why = "empty"
+        elif REFUSAL.search(text):
+            why = "refusal"
+        elif len(text) > max_chars:
+            why = "too_long"
+        elif len(key.split()) < min_words:
+            why = "too_short"
+        elif FORMAT_LEAK.search(text):
+            why = "format_leak"
+        elif _copies(text, description):
+            why = "copies_description"
+        elif key in seen:
+            why = "duplicate"
+        elif len(kept) >= max_count:
+            why = "over_max"
+        else:
+            kept.append(text)
+            seen.add(key)
+            continue
+        rejected.append((text, why))
+    counts = Counter(w for _, w in rejected if w != "over_max")
+    detail = ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+    ok = len(kept) >= min_count
+    if ok:
+        reason = f"rejected {detail}" if detail else ""
+    elif not candidates:
+        reason = "no instructions in the output"
+    else:
+        reason = f"only {len(kept)} valid of {len(candidates)} (need {min_count})" + (f"; {detail}" if detail else "")
+    return InstructionCheck(kept, rejected, ok, reason)
+
+
+def clean_description(text: str, primed_prefix: str = "") -> str:
+    t = " ".join((text or "").split())
+    t = re.sub(r"^(?:note|description|answer)\s*:\s*", "", t, flags=re.IGNORECASE)
+    if primed_prefix and not t.lower().startswith(primed_prefix.lower()):
+        t = f"{primed_prefix} {t}"
+    return t.strip()
+
+
+def check_description(text: str, word_limit: int, min_words: int = 8) -> str:
+    """'' when usable, else the reason."""
+    words = text.split()
+    if not norm(text) or norm(text) in ("shared", "shared source only target only"):
+        return "empty"
+    if REFUSAL.search(text):
+        return "refusal"
+    if len(words) < min_words:
+        return "too_short"
+    if len(words) > 2 * word_limit:
+        return "too_long"
+    return ""

@@ -1,0 +1,59 @@
+"""The pipeline config: one section per stage, presets in files, dotted overrides on top."""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from megapairs.annotate.config import AnnotateConfig
+from megapairs.configbase import ConfigBase, ConfigError, apply_overrides
+from megapairs.corpus.config import IngestConfig
+from megapairs.embed.config import EmbedConfig
+from megapairs.mine.config import MineConfig
+
+PRESETS = ("demo", "paper", "tiny")
+
+
+@dataclasses.dataclass
+class PipelineConfig(ConfigBase):
+    ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    embed: EmbedConfig = dataclasses.field(default_factory=EmbedConfig)
+    mine: MineConfig = dataclasses.field(default_factory=MineConfig)
+    annotate: AnnotateConfig = dataclasses.field(default_factory=AnnotateConfig)
+    executor: str = "local"  # local | ray | ray:ADDRESS
+
+    def validate(self) -> None:
+        if not (self.executor in ("local", "ray") or self.executor.startswith("ray:")):
+            raise ConfigError(f"executor must be local, ray or ray:ADDRESS, got {self.executor!r}")
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    text = resources.files("megapairs.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def load_config(preset: str | None = None, file: str | Path | None = None,
+                overrides: list[str] | None = None) -> PipelineConfig:
+    """Preset, then a YAML file, then dotted overrides (`mine.k=30`), each on top of the last."""
+    data: dict[str, Any] = preset_dict(preset) if preset else {}
+    if file:
+        extra = yaml.safe_load(Path(file).read_text()) or {}
+        for section, values in extra.items():
+            if isinstance(values, dict):
+                data.setdefault(section, {}).update(values)
+            else:
+                data[section] = values
+    apply_overrides(data, overrides or [])
+    return PipelineConfig.from_dict(data)
+
+
+def save_config(config: PipelineConfig, path: Path) -> None:
+    from megapairs.artifacts import atomic_write_bytes
+
+    atomic_write_bytes(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())

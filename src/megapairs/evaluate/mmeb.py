@@ -1,0 +1,117 @@
+"""MMEB-V1 eval (TIGER-Lab/MMEB-eval): 36 datasets, Precision@1 per dataset, meta-task, IND/OOD, overall.
+
+Folder layout (a snapshot of the Hub dataset, plus its images.zip unpacked)::
+
+    <data>/<Dataset>/test-*.parquet   (or <data>/<Dataset>.parquet, <data>/<Dataset>[/test].jsonl)
+    <data>/eval_images/<img path>     (or <data>/images/, or --image-dir)
+
+Rows: qry_text, qry_img_path (str, "" = none), tgt_text, tgt_img_path (lists; a str text is shared).
+Each query ranks only its own candidates, the first of which is the positive (VLM2Vec `eval.py`,
+"local" ranking); ties go to the earlier candidate. The Phi-3-V image token `<|image_1|>` is removed
+from texts, since our retrievers take the image separately.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from megapairs.evaluate import metrics, templates
+from megapairs.evaluate.common import (BenchmarkOutput, DataError, EvalOptions, Item, first_existing, limited,
+                                       pick_root)
+from megapairs.evaluate.context import Context
+
+NAME = "mmeb"
+DATASETS = tuple(d for names in metrics.MMEB_META.values() for d in names)
+IMAGE_TOKEN = "<|image_1|>"
+FIELDS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
+
+
+def dataset_file(data_dir: Path, name: str) -> Path:
+    folder = Path(data_dir) / name
+    parquet = sorted(folder.glob("test-*.parquet")) if folder.is_dir() else []
+    if parquet:
+        return folder  # read as one table
+    return first_existing([Path(data_dir) / f"{name}.parquet", folder / "test.parquet",
+                           Path(data_dir) / f"{name}.jsonl", folder / "test.jsonl"], f"MMEB dataset {name}")
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    if path.is_dir():
+        rows = [r for f in sorted(path.glob("test-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    elif path.suffix == ".parquet":
+        rows = pq.read_table(path).to_pylist()
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for i, r in enumerate(rows):
+        missing = [f for f in FIELDS if f not in r]
+        if missing:
+            raise DataError(f"{path}: row {i} lacks field(s) {missing}; is this MMEB-eval?")
+    return rows
+
+
+def clean(text: str | None) -> str:
+    return " ".join((text or "").replace(IMAGE_TOKEN, " ").split())
+
+
+def candidates(row: dict[str, Any]) -> list[tuple[str, str]]:
+    paths = row["tgt_img_path"] if isinstance(row["tgt_img_path"], list) else [row["tgt_img_path"]]
+    texts = row["tgt_text"] if isinstance(row["tgt_text"], list) else [row["tgt_text"]] * len(paths)
+    if len(paths) == 1 and len(texts) > 1:
+        paths = paths * len(texts)
+    if len(texts) != len(paths):
+        raise DataError(f"MMEB row has {len(texts)} candidate texts but {len(paths)} candidate images")
+    return [(clean(t), p or "") for t, p in zip(texts, paths)]
+
+
+def selected(data_dir: Path, opts: EvalOptions) -> list[str]:
+    if opts.datasets:
+        return list(opts.datasets)  # each must exist: dataset_file raises naming the paths tried
+    found = [d for d in DATASETS if (Path(data_dir) / d).is_dir() or (Path(data_dir) / f"{d}.parquet").exists()
+             or (Path(data_dir) / f"{d}.jsonl").exists()]
+    if not found:
+        raise DataError(f"no MMEB dataset found under {data_dir} (expected e.g. {Path(data_dir) / DATASETS[0]}/)")
+    return found
+
+
+def _item_maker(root: Path):
+    def item(key: str, text: str, img: str) -> Item:
+        if not text and not img:
+            raise DataError(f"MMEB entry {key!r} has neither text nor image")
+        return Item(key, image=(root / img) if img else None, text=text or None)
+    return item
+
+
+def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
+    opts: EvalOptions = ctx.options
+    tname, template = templates.resolve(NAME, opts.template)
+    data_dir = Path(data_dir)
+    names = selected(data_dir, opts)
+    files = {d: dataset_file(data_dir, d) for d in names}  # check every file first
+    roots = [Path(opts.image_dir)] if opts.image_dir else [data_dir / "eval_images", data_dir / "images", data_dir]
+    per_ds: dict[str, float] = {}
+    n_queries = n_cands = 0
+    for name, path in files.items():
+        rows = limited(load_rows(path), opts)
+        cand_lists = [candidates(r) for r in rows]
+        images = (p for r, cl in zip(rows, cand_lists) for p in [r["qry_img_path"], *(c[1] for c in cl)])
+        first_img = next((p for p in images if p), None)
+        root = pick_root(roots, first_img, f"MMEB {name} images") if first_img else data_dir
+        item = _item_maker(root)
+        unique = sorted({c for cl in cand_lists for c in cl})
+        pos = {c: i for i, c in enumerate(unique)}
+        g = ctx.gallery([item(f"{t}\t{p}", t, p) for t, p in unique], f"mmeb-{name}")  # (M, D)
+        q_items = [item(str(i), templates.fill(template, text=clean(r["qry_text"])), r["qry_img_path"] or "")
+                   for i, r in enumerate(rows)]
+        q = ctx.encode(q_items, f"mmeb {name} queries")  # (Q, D)
+        scores = [g[[pos[c] for c in cl]] @ q[i] for i, cl in enumerate(cand_lists)]  # (num_candidates,) each
+        per_ds[name] = metrics.precision_at_1(scores, 0)
+        n_queries, n_cands = n_queries + len(rows), n_cands + len(unique)
+    missing = [d for d in DATASETS if d not in per_ds]
+    return BenchmarkOutput(metrics=metrics.mmeb_summary(per_ds), num_queries=n_queries,
+                           gallery_size=f"{n_cands} distinct candidates (per-query candidate lists)",
+                           details={"datasets_missing": missing, "complete": not missing}, split="test",
+                           template=templates.describe(tname, template), reference_policy="keep")
