@@ -49,6 +49,7 @@ class AnnotateConfig(ConfigBase):
     writer_attempts: int = 2  # per writer, each with a fresh demo sample, before falling back
     seed: int = 0
     shard_size: int = 256  # pairs per shard of the output artifact
+    image_max_side: int = 768  # images sent to a pixel describer are shrunk to fit (PNG)
     # Operational knobs (not hashed: changing them never changes a finished row).
     concurrency: int = 8
     timeout_s: float = 120.0
@@ -79,6 +80,7 @@ class AnnotateConfig(ConfigBase):
             "few_shot_k": self.few_shot_k >= 0,
             "writer_attempts": self.writer_attempts >= 1,
             "shard_size": self.shard_size >= 1,
+            "image_max_side": self.image_max_side >= 32,
             "concurrency": self.concurrency >= 1,
             "timeout_s": self.timeout_s > 0,
             "retries": self.retries >= 0,

@@ -84,14 +84,14 @@ class HFTextEncoder(TextEncoder):
         self.device = pick_device(device)
         folder = resolve_folder(name)
         self.model_type = _model_type(folder)
+        if self.model_type in VISION_ONLY:
+            raise ValueError(f"{self.spec}: {self.model_type!r} is an image-only model")
         self.model = AutoModel.from_pretrained(folder).eval().to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         cfg = self.model.config
         if self.model_type in DUAL_TOWER:
             self.max_length = max_length or cfg.text_config.max_position_embeddings
             self.dim = int(getattr(cfg, "projection_dim", 0) or cfg.text_config.hidden_size)
-        elif self.model_type in VISION_ONLY:
-            raise ValueError(f"{self.spec}: {self.model_type!r} is an image-only model")
         else:
             self.max_length = max_length or min(512, getattr(cfg, "max_position_embeddings", 512))
             self.dim = int(cfg.hidden_size)

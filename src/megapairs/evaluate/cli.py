@@ -1,0 +1,89 @@
+"""`megapairs evaluate`: the command-line front of `megapairs.evaluate.runner.evaluate`.
+
+`register(subparsers)` only builds the argument parser (no heavy imports); the work happens in
+`run(args)`. Standalone: `python -m megapairs.evaluate.cli --benchmark circo --data ... --model ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+BENCHMARKS = ("circo", "cirr", "fashioniq", "genecis", "mmeb", "triplets")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--data", required=True, help="benchmark folder in its official layout (triplets: file or folder)")
+    p.add_argument("--model", required=True, help="retriever spec for megapairs.models.base.load_retriever")
+    p.add_argument("--split", default=None, help="circo: val|test; cirr: val|test1; fashioniq: val (default val)")
+    p.add_argument("--out", default=None, help="folder for the result JSON, Markdown and submission files")
+    p.add_argument("--template", default=None, help="query template name, or a format string like '{caption}'")
+    p.add_argument("--reference-policy", default=None, choices=("keep", "remove"),
+                   help="keep or remove the query's reference image from the ranking (default per benchmark)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--cache-dir", default=None, help="gallery-embedding cache (default ~/.cache/megapairs/evaluate)")
+    p.add_argument("--image-dir", default=None, help="where the images are, if not in the default place")
+    p.add_argument("--limit", type=int, default=None, help="only the first N queries (smoke test; marked partial)")
+    p.add_argument("--paper-model", default=None, help="paper row to compare with, e.g. BGE-VL-base")
+    p.add_argument("--categories", type=_csv, default=None, help="fashioniq: comma list (default all three)")
+    p.add_argument("--tasks", type=_csv, default=None, help="genecis: comma list (default all four)")
+    p.add_argument("--datasets", type=_csv, default=None, help="mmeb: comma list (default all found)")
+    p.add_argument("--instructions", default="first", choices=("first", "all"), help="triplets")
+    p.add_argument("--query-modes", type=_csv, default=None, help="triplets: composed,image,text")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `evaluate` subcommand to an argparse subparsers object; `args.func(args)` runs it."""
+    p = subparsers.add_parser("evaluate", help="zero-shot CIR benchmarks (CIRCO, CIRR, FashionIQ, GeneCIS, "
+                              "MMEB) and held-out triplets", description=__doc__)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "split": args.split, "template": args.template, "reference_policy": args.reference_policy,
+        "batch_size": args.batch_size, "cache_dir": args.cache_dir, "out_dir": args.out,
+        "image_dir": args.image_dir, "limit": args.limit, "paper_model": args.paper_model,
+        "instructions": args.instructions, "progress": not args.no_progress,
+    }
+    for name in ("categories", "tasks", "datasets", "query_modes"):
+        if getattr(args, name):
+            opts[name] = getattr(args, name)
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    from megapairs.evaluate.common import DataError
+    from megapairs.evaluate.runner import evaluate
+    from megapairs.models import base
+
+    retriever = base.load_retriever(args.model)
+    try:
+        result = evaluate(args.benchmark, args.data, retriever, options_from_args(args))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = {k: round(v, 2) for k, v in result["metrics"].items()}
+    print(json.dumps({"benchmark": result["benchmark"], "split": result["split"], "metrics": summary,
+                      "files": result.get("files", [])}, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="megapairs-evaluate", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""`megapairs index | search | serve`: build a gallery index, query it, serve the web demo.
+
+`register(subparsers)` adds the three subcommands to an argparse parser; each sets `func`, a
+callable taking the parsed args and returning an exit code. Run standalone with
+`python -m megapairs.search.cli ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "index", help="embed a gallery of images into a searchable index folder",
+        description="Embed every image of a gallery (a folder of images, a .txt list of paths, or a corpus "
+                    "artifact folder) with a retriever into an index folder. Rerunning resumes an "
+                    "interrupted build.")
+    p.add_argument("--gallery", required=True, help="folder of images, .txt list of paths, or corpus artifact folder")
+    p.add_argument("--model", required=True, help="retriever spec, e.g. clip:/path/to/ckpt")
+    p.add_argument("--out", required=True, help="index folder to write")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--shard-size", type=int, default=2048, help="images per resumable shard")
+    p.add_argument("--faiss", default="auto",
+                   help="auto (flat below --ivf-threshold vectors, IVF above), flat, ivf, or a FAISS factory string")
+    p.add_argument("--ivf-threshold", type=int, default=1_000_000)
+    p.add_argument("--nlist", type=int, default=None, help="IVF lists (default about 4*sqrt(count))")
+    p.add_argument("--nprobe", type=int, default=32, help="IVF lists probed per query")
+    p.add_argument("--overwrite", action="store_true", help="replace an index or unfinished build in --out")
+    p.set_defaults(func=cmd_index)
+
+    p = subparsers.add_parser(
+        "search", help="query an index with an image, a text instruction, or both",
+        description="Top-k gallery images for a query image and/or instruction.")
+    p.add_argument("--index", required=True, help="index folder")
+    p.add_argument("--model", default=None, help="retriever spec (default: the one that built the index)")
+    p.add_argument("--image", default=None, help="query image")
+    p.add_argument("--text", default=None, help="instruction or text query")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--nprobe", type=int, default=None, help="override the IVF nprobe stored in the index")
+    p.add_argument("--json", action="store_true", help="print hits as JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = subparsers.add_parser(
+        "serve", help="web page and JSON API to search an index",
+        description="Serve a small web page (upload or pick a query image, type an instruction) and "
+                    "POST /api/search.")
+    p.add_argument("--index", required=True, help="index folder")
+    p.add_argument("--model", default=None, help="retriever spec (default: the one that built the index)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted query image")
+    p.set_defaults(func=cmd_serve)
+
+
+def _friendly(cmd):
+    """Known user errors (missing index, wrong model, bad gallery) -> one line on stderr, exit 2."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        from megapairs.registry import SpecError
+        from megapairs.search.index import SearchIndexError
+
+        try:
+            return cmd(args)
+        except (SearchIndexError, SpecError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _retriever(spec: str):
+    from megapairs.models.base import load_retriever
+
+    return load_retriever(spec)
+
+
+def _index_spec(index_dir: str, model: str | None) -> str:
+    from megapairs.search.index import read_meta
+
+    return model or read_meta(Path(index_dir).expanduser())["retriever"]
+
+
+@_friendly
+def cmd_index(args: argparse.Namespace) -> int:
+    from megapairs.search.index import GalleryIndex, IndexOptions
+
+    options = IndexOptions(kind=args.faiss, ivf_threshold=args.ivf_threshold, nlist=args.nlist, nprobe=args.nprobe)
+    idx = GalleryIndex.build(args.gallery, _retriever(args.model), args.out, batch_size=args.batch_size,
+                             shard_size=args.shard_size, options=options, overwrite=args.overwrite)
+    g = idx.meta["gallery"]
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(g["skipped"].items())) or "none"
+    print(f"indexed {len(idx)} of {g['listed']} images into {idx.folder} "
+          f"(dim {idx.dim}, faiss {idx.meta['faiss']['factory']}; skipped: {skipped})")
+    return 0
+
+
+@_friendly
+def cmd_search(args: argparse.Namespace) -> int:
+    from megapairs.search.index import GalleryIndex
+
+    if args.image is None and args.text is None:
+        print("error: give --image, --text, or both", file=sys.stderr)
+        return 2
+    if args.image is not None and not Path(args.image).expanduser().is_file():
+        print(f"error: query image {args.image} does not exist", file=sys.stderr)
+        return 2
+    idx = GalleryIndex.load(args.index, _retriever(_index_spec(args.index, args.model)), nprobe=args.nprobe)
+    image = str(Path(args.image).expanduser()) if args.image is not None else None
+    hits = idx.search(images=image, text=args.text, k=args.k)[0]
+    if args.json:
+        print(json.dumps({"query": {"image": image, "text": args.text, "k": args.k},
+                          "hits": [h.to_dict() for h in hits]}, indent=2))
+    else:
+        print(f"{'rank':>4}  {'score':>7}  {'id':<32}  path")
+        for h in hits:
+            print(f"{h.rank:>4}  {h.score:>7.4f}  {h.id:<32}  {h.path}")
+    return 0
+
+
+@_friendly
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from megapairs.search.server import create_app
+    except ImportError as e:
+        print(f"error: serving needs the serve extra: pip install 'megapairs[serve]' ({e})", file=sys.stderr)
+        return 2
+    retriever = _retriever(_index_spec(args.index, args.model))
+    app = create_app(args.index, retriever, max_upload_bytes=int(args.max_upload_mb * MB))
+    print(f"serving {args.index} on http://{args.host}:{args.port}/", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="megapairs-search")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""A small web demo and JSON API over a gallery index (needs the `serve` extra: fastapi, uvicorn,
+python-multipart).
+
+    GET  /                 the search page (static/index.html)
+    GET  /api/info         index size, retriever, upload limit
+    GET  /api/gallery      gallery items to pick a query from (?offset=&limit=)
+    POST /api/search       multipart: image (file, optional), gallery_id (optional), text (optional), k
+    GET  /image/{id}       a gallery picture, looked up by id (?size=N for a thumbnail)
+
+Only gallery pictures are ever served, found by id in the index; nothing in a request is used as a
+path. SVG and other non-web formats are re-encoded, never passed through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from megapairs.corpus.images import DecodeError, decode
+from megapairs.search.gallery import content_id, read_item, web_bytes
+from megapairs.search.index import GalleryIndex
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # form fields and multipart headers around the image
+MAX_K = 100
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.3g} MB"
+
+
+class UploadTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request to `path` whose body exceeds `limit` bytes gets 413 before it is
+    parsed (by Content-Length when sent, else while streaming). The rest of an oversized body is
+    read and discarded (up to `drain`), so browsers see the 413 instead of a reset connection."""
+
+    def __init__(self, app, *, path: str, limit: int, message: str, drain: int = 256 * 1024 * 1024) -> None:
+        self.app, self.path, self.limit, self.message, self.drain = app, path, limit, message, drain
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._drain(receive, 0)
+            await self._reject(send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise UploadTooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except UploadTooLarge:
+            if started:
+                raise
+            await self._drain(receive, seen)
+            await self._reject(send)
+
+    async def _drain(self, receive, seen: int) -> None:
+        more = True
+        while more and seen <= self.drain:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            more = message.get("more_body", False)
+
+    async def _reject(self, send) -> None:
+        import json
+
+        body = json.dumps({"detail": self.message}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+               index: GalleryIndex | None = None):
+    """The FastAPI app for one index. `index` may be passed when already loaded (it must have been
+    loaded with `retriever`)."""
+    try:
+        from fastapi import FastAPI, HTTPException, Request
+        from fastapi.concurrency import run_in_threadpool
+        from fastapi.responses import FileResponse, JSONResponse, Response
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"the search server needs the serve extra: pip install 'megapairs[serve]' ({e})") from None
+
+    idx = index if index is not None else GalleryIndex.load(index_dir, retriever)
+    if idx.retriever is None:
+        idx.retriever = retriever
+    encode_lock = threading.Lock()  # one model forward at a time; FAISS searches may overlap
+    too_large = f"The image is too large: uploads are limited to {_mb(max_upload_bytes)}."
+
+    app = FastAPI(title="megapairs search", docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, path="/api/search", limit=max_upload_bytes + MULTIPART_SLACK, message=too_large)
+    app.state.index = idx
+
+    def gallery_entry(row: int) -> dict[str, Any]:
+        return {"id": idx.ids[row], "name": Path(idx.paths[row]).name, "caption": idx.captions[row],
+                "url": f"/image/{idx.ids[row]}"}
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str):
+        if name not in STATIC_FILES:
+            raise HTTPException(404, "not found")
+        return FileResponse(STATIC / name, media_type=STATIC_FILES[name],
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    @app.get("/api/info")
+    def info():
+        return {"count": len(idx), "dim": idx.dim, "retriever": idx.spec, "faiss": idx.meta["faiss"]["factory"],
+                "max_upload_bytes": max_upload_bytes, "max_k": MAX_K}
+
+    @app.get("/api/gallery")
+    def gallery(offset: int = 0, limit: int = 48):
+        offset, limit = max(0, offset), max(0, min(limit, 500))
+        rows = range(offset, min(offset + limit, len(idx)))
+        return {"total": len(idx), "offset": offset, "items": [gallery_entry(r) for r in rows]}
+
+    @app.post("/api/search")
+    async def search(request: Request):
+        t0 = time.perf_counter()
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("image")
+        text = (form.get("text") or "").strip() if isinstance(form.get("text") or "", str) else ""
+        gallery_id = form.get("gallery_id") or None
+        k = _parse_k(form.get("k"))
+        image = None
+        exclude: list[str] = []
+        query: dict[str, Any] = {"text": text or None, "k": k}
+        if upload is not None and not isinstance(upload, str) and (upload.filename or upload.size):
+            if gallery_id:
+                raise HTTPException(400, "Give either an uploaded image or a gallery image, not both.")
+            data = await upload.read(max_upload_bytes + 1)
+            if len(data) > max_upload_bytes:
+                raise HTTPException(413, too_large)
+            image = await run_in_threadpool(_decode_upload, data, upload.filename or "upload")
+            exclude.append(content_id(data))
+            query["image"] = {"upload": upload.filename or "upload"}
+        elif gallery_id:
+            item = idx.item(str(gallery_id))
+            if item is None:
+                raise HTTPException(404, "No gallery image has that id.")
+            image = (await run_in_threadpool(read_item, item.src))[1]
+            exclude.append(item.id)
+            query["image"] = gallery_entry(idx.row_of[item.id])
+        if image is None and not text:
+            raise HTTPException(400, "Give a query image (upload one or pick one from the gallery), "
+                                     "a text instruction, or both.")
+
+        def run() -> list:
+            with encode_lock:
+                q = idx.encode_query(images=image, text=text or None)
+            return idx.search(vectors=q, k=k, exclude_ids=exclude)[0]
+
+        hits = await run_in_threadpool(run)
+        return {"query": query, "took_ms": round((time.perf_counter() - t0) * 1000, 1),
+                "hits": [{"rank": h.rank, "score": round(h.score, 5), **gallery_entry(idx.row_of[h.id])}
+                         for h in hits]}
+
+    @app.get("/image/{item_id}")
+    def image(item_id: str, size: int | None = None):
+        item = idx.item(item_id)
+        if item is None:
+            raise HTTPException(404, "No gallery image has that id.")
+        if size is not None:
+            size = max(16, min(size, 2048))
+        try:
+            data, media_type = web_bytes(item.src, size)
+        except (OSError, DecodeError) as e:
+            raise HTTPException(410, f"The gallery image can no longer be read: {type(e).__name__}") from None
+        return Response(data, media_type=media_type,
+                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    @app.exception_handler(UploadTooLarge)
+    async def _too_large(request, exc):  # a streamed body that ran over inside the app
+        return JSONResponse({"detail": too_large}, status_code=413)
+
+    return app
+
+
+def _parse_k(value) -> int:
+    from fastapi import HTTPException
+
+    if value is None or value == "":
+        return 10
+    try:
+        k = int(str(value))
+    except ValueError:
+        raise HTTPException(400, f"k must be a whole number, got {str(value)[:20]!r}.") from None
+    if not 1 <= k <= MAX_K:
+        raise HTTPException(400, f"k must be between 1 and {MAX_K}, got {k}.")
+    return k
+
+
+def _decode_upload(data: bytes, name: str):
+    from fastapi import HTTPException
+
+    try:
+        return decode(data, name).image
+    except DecodeError as e:
+        if e.reason in ("not_an_image", "empty_file"):
+            raise HTTPException(415, f"The uploaded file is not an image we can read "
+                                     f"(JPEG, PNG, WebP, GIF, BMP, TIFF): {e}.") from None
+        if e.reason == "decompression_bomb":
+            raise HTTPException(413, f"The uploaded image has too many pixels: {e}.") from None
+        raise HTTPException(400, f"The uploaded image is damaged or unreadable ({e.reason}): {e}.") from None
