@@ -22,7 +22,6 @@ from megapairs.annotate.prompts import PromptSet
 from megapairs.annotate.roles import (Describer, PairItem, RoleContext, Writer, build_describer, build_writer,
                                       derived_rng)
 from megapairs.progress import Progress
-from megapairs.registry import SpecError
 
 log = logging.getLogger("megapairs")
 
@@ -73,8 +72,6 @@ class Annotator:
                 self.unavailable[spec] = str(e)
                 log.warning("annotate: backend %r is unavailable and is skipped (%s); falling back to the next "
                             "in the chain", spec, e)
-            except SpecError:
-                raise
         return out
 
     # -- one pair -------------------------------------------------------------------------------
@@ -106,22 +103,22 @@ class Annotator:
             for attempt in range(c.writer_attempts if w.uses_model else 1):
                 row["writer_attempts"] += 1
                 try:
-                    out = await w.write(item, row["description"], attempt)
+                    wout = await w.write(item, row["description"], attempt)
                 except BackendError as e:
                     if e.unavailable:
                         raise
                     notes.append(f"write {w.spec}: {e}")
                     break
-                row["rejected"] += [f"{why}: {text}" for text, why in out.check.rejected]
-                row["raw_output"], row["demo_ids"] = out.raw, out.demo_ids
-                if out.check.ok:
-                    row["instructions"], row["writer_used"] = out.check.instructions, w.spec
+                row["rejected"] += [f"{why}: {text}" for text, why in wout.check.rejected]
+                row["raw_output"], row["demo_ids"] = wout.raw, wout.demo_ids
+                if wout.check.ok:
+                    row["instructions"], row["writer_used"] = wout.check.instructions, w.spec
                     row["status"] = "ok" if id(d) in self._primary and id(w) in self._primary else "fallback"
-                    if out.check.reason:
-                        notes.append(f"write {w.spec}: {out.check.reason}")
+                    if wout.check.reason:
+                        notes.append(f"write {w.spec}: {wout.check.reason}")
                     row["reason"] = "; ".join(notes)
                     return row
-                notes.append(f"write {w.spec} try {attempt + 1}: {out.check.reason}")
+                notes.append(f"write {w.spec} try {attempt + 1}: {wout.check.reason}")
         row["reason"] = "; ".join(notes)
         return row
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ from PIL import Image
 from megapairs.artifacts import atomic_write_json, write_npy
 from megapairs.evaluate import search as search_mod
 from megapairs.evaluate.common import Crop, EvalOptions, Item
-from megapairs.progress import Progress
+from tqdm import tqdm
 
 
 def default_cache_dir() -> Path:
@@ -63,18 +64,17 @@ class Context:
         groups: dict[str, list[int]] = {}
         for i, it in enumerate(items):
             groups.setdefault(it.modality, []).append(i)
-        bar = Progress(len(items), desc, unit="item", disable=not self.options.progress)
         bs = self.options.batch_size
-        for modality, rows in groups.items():
-            for start in range(0, len(rows), bs):
-                chunk = [items[i] for i in rows[start:start + bs]]
-                with bar.timer("encode"):
+        with tqdm(total=len(items), desc=desc, unit="item", file=sys.stderr, mininterval=2.0,
+                  disable=not self.options.progress, dynamic_ncols=True) as bar:
+            for modality, rows in groups.items():
+                for start in range(0, len(rows), bs):
+                    chunk = [items[i] for i in rows[start:start + bs]]
                     emb = self._encode_batch(chunk, modality)  # (b, D)
-                if out is None:
-                    out = np.zeros((len(items), emb.shape[1]), dtype=np.float32)
-                out[rows[start:start + bs]] = emb
-                bar.update(len(chunk))
-        bar.close()
+                    if out is None:
+                        out = np.zeros((len(items), emb.shape[1]), dtype=np.float32)
+                    out[rows[start:start + bs]] = emb
+                    bar.update(len(chunk))
         return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
     def _encode_batch(self, chunk: list[Item], modality: str) -> np.ndarray:

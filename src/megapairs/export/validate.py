@@ -129,7 +129,7 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
         label = split or "all"
         base = folder / split if split else folder
         by_format: dict[str, list[Path]] = {}
-        for table in _all_tables(base):
+        for table in _all_tables(base, ours):
             by_format.setdefault(table.suffix, []).append(table)
         if not by_format:
             problems.add(f"{label}: no Parquet, JSONL or tar shards")
@@ -184,12 +184,12 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
     return problems.result()
 
 
-def _all_tables(base: Path) -> list[Path]:
-    """Every table file of a split folder (all formats, for cross-checking)."""
+def _all_tables(base: Path, ours: bool) -> list[Path]:
+    """Every table file of one of our split folders (all formats, to cross-check them); in any other
+    layout, the tables `read_triplets` would read."""
+    if not ours:
+        return find_tables(base, None)
     found = []
     for suffix in (".parquet", ".jsonl", ".tar"):
-        found += sorted(p for p in base.rglob(f"*{suffix}") if not p.name.startswith((".", "_"))
-                        and "images" not in p.relative_to(base).parts)
-    if not found:
-        found = find_tables(base, None)
+        found += sorted(p for p in base.rglob(f"*{suffix}") if not p.name.startswith((".", "_")))
     return found

@@ -108,7 +108,7 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
     try:
         from fastapi import FastAPI, HTTPException, Request
         from fastapi.concurrency import run_in_threadpool
-        from fastapi.responses import FileResponse, JSONResponse, Response
+        from fastapi.responses import FileResponse, Response
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(f"the search server needs the serve extra: pip install 'megapairs[serve]' ({e})") from None
 
@@ -154,9 +154,9 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
         t0 = time.perf_counter()
         form = await request.form(max_files=1, max_fields=10)
         upload = form.get("image")
-        text = (form.get("text") or "").strip() if isinstance(form.get("text") or "", str) else ""
-        gallery_id = form.get("gallery_id") or None
-        k = _parse_k(form.get("k"))
+        text = _field(form, "text")
+        gallery_id = _field(form, "gallery_id") or None
+        k = _parse_k(_field(form, "k"))
         image = None
         exclude: list[str] = []
         query: dict[str, Any] = {"text": text or None, "k": k}
@@ -204,11 +204,12 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
         return Response(data, media_type=media_type,
                         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
-    @app.exception_handler(UploadTooLarge)
-    async def _too_large(request, exc):  # a streamed body that ran over inside the app
-        return JSONResponse({"detail": too_large}, status_code=413)
-
     return app
+
+
+def _field(form, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
 
 
 def _parse_k(value) -> int:

@@ -1,0 +1,88 @@
+"""`megapairs export`: write the MegaPairs-format dataset of a run.
+
+    megapairs export --run RUN [--out DIR] [--executor local|ray] [--overwrite] [export.FIELD=VALUE ...]
+
+Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
+`formats=[parquet,webdataset]`). The lead's top-level CLI adds this with `register(subparsers)`;
+`main(argv)` runs it alone (`python -m megapairs.export.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from megapairs.configbase import ConfigError, apply_overrides
+
+SECTION = "export"
+
+
+def build_config(overrides: list[str], config_file: str | None = None):
+    from megapairs.export.config import ExportConfig
+
+    data: dict[str, Any] = {}
+    if config_file:
+        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        data = dict(loaded.get(SECTION, loaded) if isinstance(loaded, dict) else {})
+    items = [o[len(SECTION) + 1:] if o.startswith(SECTION + ".") else o for o in overrides]
+    return ExportConfig.from_dict(apply_overrides({SECTION: data}, [f"{SECTION}.{o}" for o in items])[SECTION],
+                                  SECTION)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export", help="write the MegaPairs-format triplet dataset of a run",
+        description="Join pairs with annotations into (q_img, q_text, t_img, hns) triplets; write images once, "
+                    "Parquet/JSONL/WebDataset shards split train/validation by image, a dataset card and an HTML "
+                    "preview. Resumable: rerun to finish an interrupted export.")
+    p.add_argument("--run", required=True, help="run folder holding corpus/, pairs/ and annotations/")
+    p.add_argument("--out", default=None, help="dataset folder (default: RUN/dataset)")
+    p.add_argument("--config", default=None, help="YAML file with an `export:` section (or the fields alone)")
+    p.add_argument("--executor", default="local", help="local (default), ray, or ray:ADDRESS")
+    p.add_argument("--overwrite", action="store_true", help="discard an export made with another configuration")
+    p.add_argument("--no-validate", action="store_true", help="skip the contract check after writing")
+    p.add_argument("overrides", nargs="*", help="export.FIELD=VALUE (the prefix is optional)")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from megapairs.artifacts import ArtifactError
+    from megapairs.executors import make_executor
+    from megapairs.export.stage import ExportStage
+    from megapairs.export.validate import validate_megapairs
+    from megapairs.stages import run_stage
+
+    try:
+        config = build_config(args.overrides, args.config)
+        stage = ExportStage(args.run, config, output=args.out)
+        manifest = run_stage(stage, make_executor(args.executor), overwrite=args.overwrite)
+    except (ConfigError, ArtifactError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = stage.output_path
+    print(json.dumps({"dataset": str(out), "triplets": manifest.get("rows"), "splits": manifest.get("splits"),
+                      "images": manifest.get("images"), "dropped": manifest.get("dropped")}, indent=2))
+    if args.no_validate:
+        return 0
+    problems = validate_megapairs(out)
+    for p in problems:
+        print(f"invalid: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="megapairs-export")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(["export", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

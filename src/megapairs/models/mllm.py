@@ -1,0 +1,225 @@
+"""BGE-VL-MLLM-style retriever on LLaVA-NeXT (`mllm:FOLDER_OR_NAME`).
+
+The embedding is the L2-normalised last-layer hidden state at the last prompt position. Batches
+are left-padded so that position is the final prompt token for every row. Prompts follow the
+released `LLaVANextForEmbedding.prepare_text_input` (reference note §4.2):
+
+- query:     "[INST] \\n <instruct> {instruction} <query> " + " {text} \\n" + " <image>" + " [/INST]"
+- candidate: "[INST] " + " {text} \\n" + " <image>" + " [/INST]"
+
+(the text / image parts only when present). Images are resized to 512x512 (aspect ratio dropped),
+as in the released code and the paper. Unlike the released code nothing is patched globally: the
+base `LlavaNextModel` (no LM head) is called and its `last_hidden_state` read.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from megapairs.embed.backends.base import pick_device
+from megapairs.models.common import EmbeddingRetriever, Inputs, folder_fingerprint, load_image, write_meta
+
+log = logging.getLogger("megapairs")
+
+CIR_INSTRUCTION = ("Retrieve the target image that best meets the combined criteria by using both the "
+                   "provided image and the image retrieval instructions: ")
+IMAGE_SIDE = 512
+
+
+def query_prompt(text: str | None, has_image: bool, instruction: str | None) -> str:
+    if instruction:
+        prompt = f"[INST] \n <instruct> {instruction} <query> "
+    else:
+        prompt = "[INST] \n <instruct>  <query>"
+    if text:
+        prompt += f" {text} \n"
+    if has_image:
+        prompt += " <image>"
+    return prompt + " [/INST]"
+
+
+def candidate_prompt(text: str | None, has_image: bool) -> str:
+    prompt = "[INST] "
+    if text:
+        prompt += f" {text} \n"
+    if has_image:
+        prompt += " <image>"
+    return prompt + " [/INST]"
+
+
+class MLLMProcessor:
+    """Picklable CPU half: prompts + 512x512 images through a `LlavaNextProcessor` (left padding)."""
+
+    def __init__(self, processor, instruction: str | None, image_side: int = IMAGE_SIDE,
+                 max_length: int | None = None) -> None:
+        self.processor = processor
+        self.processor.tokenizer.padding_side = "left"
+        self.instruction = instruction
+        self.image_side = image_side
+        self.max_length = max_length
+
+    def __call__(self, images: list | None = None, texts: list[str] | None = None, role: str = "query") -> Inputs:
+        n = len(images) if images is not None else len(texts or [])
+        prompts = []
+        for i in range(n):
+            text = texts[i] if texts is not None else None
+            if role == "query":
+                prompts.append(query_prompt(text, images is not None, self.instruction))
+            else:
+                prompts.append(candidate_prompt(text, images is not None))
+        kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": True}
+        if images is not None:
+            kwargs["images"] = [load_image(im).resize((self.image_side, self.image_side)) for im in images]
+        batch = self.processor(text=prompts, **kwargs)
+        out = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_sizes") if k in batch}
+        return out  # input_ids (B, L), attention_mask (B, L), pixel_values (B, P, 3, h, w), image_sizes (B, 2)
+
+
+def load_llava_processor(folder: Path):
+    """`LlavaNextProcessor` from a folder; without torchvision, with the PIL image processor."""
+    from transformers import AutoTokenizer, LlavaNextProcessor
+
+    try:
+        return LlavaNextProcessor.from_pretrained(folder)
+    except Exception as e:  # transformers 5 without torchvision
+        log.debug("LlavaNextProcessor.from_pretrained failed (%s); using the PIL image processor", e)
+    from transformers import LlavaNextImageProcessorPil
+
+    image_processor = LlavaNextImageProcessorPil.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                              **_processor_extras(folder))
+
+
+def _processor_extras(folder: Path) -> dict[str, Any]:
+    import json
+
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        path = Path(folder) / name
+        if path.exists():
+            cfg = json.loads(path.read_text())
+            keys = ("patch_size", "vision_feature_select_strategy", "num_additional_image_tokens", "image_token")
+            return {k: cfg[k] for k in keys if k in cfg}
+    return {}
+
+
+class MLLMRetriever(EmbeddingRetriever):
+    kind = "mllm"
+    # LoRA on the attention projections of both the ViT (out_proj) and the LLM (o_proj).
+    default_lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
+
+    def __init__(self, model, processor, *, spec: str, instruction: str | None = CIR_INSTRUCTION,
+                 image_side: int = IMAGE_SIDE, source: Path | None = None) -> None:
+        super().__init__(spec)
+        self.model = model  # LlavaNextForConditionalGeneration (possibly peft-wrapped in training)
+        self.hf_processor = processor
+        self.hf_processor.tokenizer.padding_side = "left"
+        self.instruction = instruction
+        self.image_side = image_side
+        self.source = Path(source) if source is not None else None
+        if hasattr(self.model, "lm_head"):
+            self.model.lm_head.requires_grad_(False)  # never used for embeddings
+        self.batch_size = 8
+        if not instruction:
+            log.warning("mllm retriever without a task instruction; BGE-VL-MLLM works best with one")
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, *, device: str = "auto", dtype: str | None = None,
+                        instruction: str | None = CIR_INSTRUCTION, image_side: int = IMAGE_SIDE,
+                        spec: str | None = None, **_: Any) -> "MLLMRetriever":
+        from transformers import LlavaNextForConditionalGeneration
+
+        from megapairs.embed.backends.hf import resolve_folder
+
+        folder = resolve_folder(str(name))
+        kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
+        model = LlavaNextForConditionalGeneration.from_pretrained(folder, **kwargs).eval().to(pick_device(device))
+        obj = cls(model, load_llava_processor(folder), spec=spec or f"mllm:{name}", instruction=instruction,
+                  image_side=image_side, source=folder)
+        obj._source_fingerprint = folder_fingerprint(folder)
+        return obj
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if hasattr(self.model, "merge_and_unload"):
+            self.model = self.model.merge_and_unload()
+        self.model.save_pretrained(folder)
+        self.hf_processor.save_pretrained(folder)
+        write_meta(folder, self.kind, self.spec, instruction=self.instruction, image_side=self.image_side)
+        self.source = folder
+        self._source_fingerprint = folder_fingerprint(folder)
+        self.spec = f"ckpt:{folder}"
+        return folder
+
+    # -- embedding -------------------------------------------------------------------------------
+    def processor(self) -> MLLMProcessor:
+        return MLLMProcessor(self.hf_processor, self.instruction, self.image_side)
+
+    def _describe(self) -> str:
+        return f"side={self.image_side}|instruction={self.instruction!r}|" + query_prompt("{t}", True, "{i}")
+
+    def _backbone(self):
+        """The `LlavaNextModel` (vision tower + projector + LLM without the LM head)."""
+        m = self.model
+        if hasattr(m, "get_base_model"):  # peft wrapper; the adapters live inside the modules
+            m = m.get_base_model()
+        return m.model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                pixel_values: torch.Tensor | None = None, image_sizes: torch.Tensor | None = None) -> torch.Tensor:
+        if not bool(attention_mask[:, -1].all()):
+            raise ValueError("mllm inputs must be left-padded (the last position is the embedding)")
+        backbone = self._backbone()
+        if pixel_values is not None:
+            pixel_values = pixel_values.to(backbone.vision_tower.dtype)
+        out = backbone(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                       image_sizes=image_sizes, use_cache=False)
+        last = out.last_hidden_state[:, -1]  # (B, H): hidden state of the final prompt token
+        return F.normalize(last.float(), dim=-1)  # (B, H)
+
+    def encode(self, images=None, text=None, *, role: str | None = None) -> torch.Tensor:
+        """As `Retriever.encode`; `role="candidate"` embeds text with the candidate prompt (I2T)."""
+        if role is None:
+            return super().encode(images, text)
+        from megapairs.models.common import pair_inputs
+
+        imgs, texts, _ = pair_inputs(images, text)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                return self.encode_inputs(role, imgs, texts)
+        finally:
+            self.train(was_training)
+
+    # -- training --------------------------------------------------------------------------------
+    def prepare_for_training(self, cfg: Any) -> None:
+        if cfg.lora_r > 0:
+            from megapairs.train.lora import apply_lora
+
+            self.model = apply_lora(self.model, cfg, self.default_lora_targets)
+        else:
+            m = self.model
+            if cfg.freeze_vision:
+                for p in list(m.model.vision_tower.parameters()) + list(m.model.multi_modal_projector.parameters()):
+                    p.requires_grad_(False)
+            if cfg.freeze_text:
+                for p in m.model.language_model.parameters():
+                    p.requires_grad_(False)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        base.lm_head.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def finalize_training(self) -> None:
+        if hasattr(self.model, "merge_and_unload"):
+            self.model = self.model.merge_and_unload()
+        if getattr(self.model, "is_gradient_checkpointing", False):
+            self.model.gradient_checkpointing_disable()
+        super().finalize_training()

@@ -1,0 +1,75 @@
+"""Crash and resume (SIGKILL mid-stage), config lineage, and Local vs Ray executors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from megapairs.cli import main
+from tests.conftest import make_image_folder
+from tests.core.helpers import run_fingerprint
+
+
+def _cli(run: Path, source: Path, overrides: list[str], *extra: str) -> list[str]:
+    return ["run", "--run", str(run), "--until", "mine", "--no-report", "--preset", "tiny",
+            f"ingest.source={source}", "ingest.shard_size=4", "mine.query_shard_size=5", *overrides, *extra]
+
+
+def test_sigkill_mid_stage_then_resume_equals_uninterrupted(tmp_path, tiny_overrides):
+    source = make_image_folder(tmp_path / "images", n_per=2)  # 24 images -> 6 shards per stage
+    clean = tmp_path / "clean"
+    assert main(_cli(clean, source, tiny_overrides)) == 0
+
+    crashed = tmp_path / "crashed"
+    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=str(Path(__file__).parents[2]))
+    proc = subprocess.Popen([sys.executable, "-m", "megapairs.cli", *_cli(crashed, source, tiny_overrides)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    embed_dir = crashed / "embeddings"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(embed_dir.glob("part-*.done"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(embed_dir.glob("part-*.done")))
+    assert 2 <= done < 6 and not (embed_dir / "manifest.json").exists(), "the kill must land mid-stage"
+
+    assert main(_cli(crashed, source, tiny_overrides)) == 0  # resume
+    assert run_fingerprint(crashed) == run_fingerprint(clean)
+
+
+def test_rerun_with_other_config_refuses_to_mix(tmp_path, tiny_overrides, capsys):
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    run = tmp_path / "run"
+    assert main(_cli(run, source, tiny_overrides)) == 0
+    before = run_fingerprint(run)
+    assert main(_cli(run, source, tiny_overrides + ["mine.k=3"])) == 2
+    assert "different configuration" in capsys.readouterr().err
+    assert run_fingerprint(run) == before  # nothing was touched
+    assert main(_cli(run, source, tiny_overrides + ["mine.k=3"], "--overwrite")) == 0
+    assert run_fingerprint(run)["pairs"] != before["pairs"]
+    assert run_fingerprint(run)["embeddings"] == before["embeddings"]  # upstream untouched
+
+
+def test_batch_size_change_on_resume_is_allowed(tmp_path, tiny_overrides):
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    run = tmp_path / "run"
+    assert main(_cli(run, source, tiny_overrides)) == 0
+    assert main(_cli(run, source, tiny_overrides + ["embed.batch_size=3"])) == 0
+
+
+@pytest.mark.ray
+def test_local_and_ray_executors_write_identical_artifacts(tmp_path, tiny_overrides):
+    pytest.importorskip("ray")
+    source = make_image_folder(tmp_path / "images", n_per=2)
+    assert main(_cli(tmp_path / "local", source, tiny_overrides)) == 0
+    assert main(_cli(tmp_path / "ray", source, tiny_overrides, "--executor", "ray")) == 0
+    import ray
+
+    ray.shutdown()
+    assert run_fingerprint(tmp_path / "ray") == run_fingerprint(tmp_path / "local")
