@@ -196,8 +196,12 @@ def render_card(info: dict[str, Any], samples: list[dict[str, Any]], figure: str
     hists = info.get("similarity_histograms", {})
     if figure:
         md.append(f"![similarity histogram]({figure})\n")
-    for v, h in hists.items():
-        md.append(f"`{v}` ({sum(h.get('counts') or [])} triplets)\n\n```\n{text_histogram(h)}\n```\n")
+    summary = info.get("similarity_summary", {})
+    if summary:
+        md.append(_table(["best view", "triplets", "min", "median", "max"],
+                         [[v, d["n"], d["min"], d["median"], d["max"]] for v, d in summary.items()]) + "\n")
+    if hists.get("all"):
+        md.append(f"All triplets:\n\n```\n{text_histogram(hists['all'])}\n```\n")
 
     if samples:
         md.append("## Samples\n")

@@ -238,6 +238,14 @@ def _hist(values: list[float], span: tuple[float, float] | None = None, bins: in
     return {"edges": [round(float(e), 4) for e in edges], "counts": counts.astype(int).tolist()}
 
 
+def _summary(values: list[float]) -> dict[str, float | int | None]:
+    vals = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if len(vals) == 0:
+        return {"n": 0, "min": None, "median": None, "max": None}
+    return {"n": int(len(vals)), "min": round(float(vals.min()), 4),
+            "median": round(float(np.median(vals)), 4), "max": round(float(vals.max()), 4)}
+
+
 def _plan_stats(by_split, joined, dropped, split, n_pairs, n_annotations, n_images) -> dict[str, Any]:
     rows = [r for rs in by_split.values() for r in rs]
     images_per_split = {s: len({x for r in rs for x in (r["q_id"], r["t_id"], *r["hn_ids"])})
@@ -268,6 +276,7 @@ def _plan_stats(by_split, joined, dropped, split, n_pairs, n_annotations, n_imag
             "components": split.components, "largest_component_triplets": split.largest_component,
             "carved": split.carved, "val_target": split.target_val,
         },
+        "similarity_summary": {v: _summary(s) for v, s in [("all", scores), *sorted(by_view.items())]},
         "similarity_histograms": {"all": _hist(scores, span),
                                   **{v: _hist(s, span) for v, s in sorted(by_view.items())}},
         "instructions_per_triplet": counts(lambda r: len(r["q_text"])),

@@ -1,0 +1,79 @@
+"""Pair selection rules on hand-built neighbour lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from megapairs.configbase import ConfigError
+from megapairs.mine.config import MineConfig
+from megapairs.mine.knn import build_index, recall_at_k, search
+from megapairs.mine.select import select_pairs
+
+
+def _unit(rows):
+    x = np.asarray(rows, np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _setup():
+    # 5 images; row 0 is the query. Image view: 1 is a near-duplicate of 0, 2 and 3 in band, 4 far.
+    image = _unit([[1, 0, 0], [1, 0.01, 0], [1, 0.5, 0], [1, 0.7, 0.2], [0, 0, 1]])
+    caption = _unit([[1, 0], [0, 1], [0.2, 1], [1, 0.6], [1, 0.45]])
+    mats = {"image": image, "caption": caption}
+    ids = [f"id{i}" for i in range(5)]
+    knn = {}
+    for v, m in mats.items():
+        s, r = search(build_index(m), m[[0]], 5)
+        knn[v] = (s, r)
+    return mats, ids, knn
+
+
+def _select(bands, **kw):
+    mats, ids, knn = _setup()
+    opts = dict(near_duplicate=0.98, max_targets=5, num_hard_negatives=3, seed=0)
+    opts.update(kw)
+    return select_pairs(np.array([0]), knn, bands, ["image"], mats, ids, **opts)
+
+
+def test_band_self_near_duplicate_and_provenance():
+    rows, stats = _select({"image": (0.8, 0.96), "caption": (0.8, 0.99)})
+    targets = {r["target_id"]: r for r in rows}
+    assert "id0" not in targets  # the query itself
+    assert "id1" not in targets  # image score ~1.0: above the band and a near-duplicate
+    assert "id4" not in targets or targets["id4"]["found_by"] == ["caption"]
+    assert targets["id2"]["found_by"] == ["image"]  # image 0.89; caption 0.2 below band
+    assert sorted(targets["id3"]["found_by"]) == ["caption", "image"]  # in both bands
+    assert rows[0]["target_id"] == "id3"  # found by two views ranks first
+    for r in rows:
+        assert r["hard_negatives"][0] == "id0" and r["target_id"] not in r["hard_negatives"]
+        assert len(r["hard_negatives"]) == 3 and len(set(r["hard_negatives"])) == 3
+        assert r["best_score"] == pytest.approx(r[f"score_{r['best_view']}"])
+    assert stats.kept_by_view["image"] == 2
+
+
+def test_cap_and_determinism():
+    bands = {"image": (-1.0, 0.999), "caption": (-1.0, 0.999)}
+    a, sa = _select(bands, max_targets=2, near_duplicate=1.01)
+    b, _ = _select(bands, max_targets=2, near_duplicate=1.01)
+    assert a == b and len(a) == 2 and sa.dropped["over_cap"] >= 1
+    c, _ = _select(bands, max_targets=2, near_duplicate=1.01, seed=1)
+    assert [r["target_id"] for r in c] == [r["target_id"] for r in a]  # the seed only shuffles negatives
+
+
+def test_ivf_recall_on_clustered_data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 32))
+    x = _unit(centres[rng.integers(0, 50, 5000)] + 0.3 * rng.normal(size=(5000, 32)))
+    exact = search(build_index(x, "flat"), x[:200], 10)[1]
+    approx = search(build_index(x, "ivf", nprobe=16), x[:200], 10)[1]
+    assert recall_at_k(approx, exact) >= 0.95
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ConfigError, match=r"bands\.image"):
+        MineConfig(bands={"image": [0.9, 0.8]})
+    with pytest.raises(ConfigError, match="band_units"):
+        MineConfig(band_units="percent")
+    with pytest.raises(ConfigError, match=r"\.k"):
+        MineConfig(k=0)
