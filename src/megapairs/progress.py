@@ -14,16 +14,31 @@ from tqdm import tqdm
 class Progress:
     """A tqdm bar in items, plus named timers (`with p.timer("read"): ...`) reported at the end."""
 
-    def __init__(self, total: int, desc: str, unit: str = "img", disable: bool | None = None) -> None:
+    def __init__(self, total: int, desc: str, unit: str = "img", disable: bool = False,
+                 log_every_s: float = 10.0) -> None:
+        # A live bar on a terminal; plain lines every `log_every_s` in logs and CI.
+        self.tty = sys.stderr.isatty()
         self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=2.0,
-                        disable=disable, dynamic_ncols=True)
+                        disable=disable or not self.tty, dynamic_ncols=True)
+        self.desc, self.unit, self.total, self.done = desc, unit, total, 0
+        self.quiet = disable
+        self.log_every_s = log_every_s
         self.timers: dict[str, float] = defaultdict(float)
-        self.start = time.perf_counter()
+        self.start = self.last_log = time.perf_counter()
 
     def update(self, n: int = 1, **postfix: object) -> None:
+        self.done += n
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(n)
+        now = time.perf_counter()
+        if not self.tty and not self.quiet and now - self.last_log >= self.log_every_s:
+            self.last_log = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            extra = " ".join(f"{k}={v}" for k, v in postfix.items())
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s, "
+                  f"ETA {eta:.0f}s) {extra}".rstrip(), file=sys.stderr, flush=True)
 
     @contextmanager
     def timer(self, name: str) -> Iterator[None]:
@@ -37,7 +52,8 @@ class Progress:
         self.bar.close()
         wall = time.perf_counter() - self.start
         out = {"wall_s": round(wall, 3), **{f"{k}_s": round(v, 3) for k, v in self.timers.items()}}
-        if self.timers:
+        if not self.quiet:
             parts = ", ".join(f"{k} {v:.1f}s" for k, v in self.timers.items())
-            print(f"{self.bar.desc}: {wall:.1f}s ({parts})", file=sys.stderr)
+            print(f"{self.desc}: {self.done} {self.unit} in {wall:.1f}s"
+                  f"{f' ({parts})' if parts else ''}", file=sys.stderr, flush=True)
         return out

@@ -66,6 +66,7 @@ def sidecar_caption(uri: str) -> str:
 
 class IngestStage(Stage):
     name = "corpus"
+    cpu_parallel = True  # decoding and SVG rendering: no model, so a process pool helps
     kind = "corpus"
     config: IngestConfig
 

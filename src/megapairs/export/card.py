@@ -91,7 +91,7 @@ def _front_matter(info: dict[str, Any]) -> str:
             lines += [f"  - split: {split}", f"    path: {split}/*{suffix}"]
             any_split = True
     if not any_split:
-        lines = lines[:-2]
+        lines = lines[:-3]  # no data files: leave `configs` out
     return "\n".join(lines + ["---", ""])
 
 
@@ -175,7 +175,8 @@ def render_card(info: dict[str, Any], samples: list[dict[str, Any]], figure: str
         "components, and whole components go to one split (seeded order, validation filled up to "
         f"`val_fraction` = {info.get('config', {}).get('val_fraction')}). "
         + ("The graph had too few small components, so validation was carved out of the largest one "
-           "breadth-first; triplets straddling the border were dropped (`split_boundary`). " if sp.get("carved") else "")
+           "breadth-first; triplets straddling the border were dropped (`split_boundary`). "
+           if sp.get("carved") else "")
         + f"Components: {sp.get('components')}, largest: {sp.get('largest_component_triplets')} triplets. "
         "No image appears in both splits.\n")
 

@@ -138,39 +138,45 @@ class ExportStage(Stage):
         img_plan = pq.read_table(self.plan_dir / "images.parquet").to_pylist()
         images = {r["id"]: r for r in img_plan}
         corpus = self.input_artifact("corpus")
-        cache: dict[str, Any] = {"shard": None, "table": None}
 
-        def corpus_row(image_id: str) -> dict[str, Any]:
-            info = images[image_id]
-            if cache["shard"] != info["corpus_shard"]:
-                cache["table"] = corpus.read_shard(info["corpus_shard"], columns=["id", "uri", "image_bytes"])
-                cache["shard"] = info["corpus_shard"]
-            row = cache["table"].slice(info["corpus_row"], 1).to_pylist()[0]
-            if row["id"] != image_id:
-                raise RuntimeError(f"corpus changed under the export plan: row {info} is {row['id']}, "
-                                   f"expected {image_id}; rerun export with --overwrite")
-            return row
-
-        def image_bytes(image_id: str) -> bytes:
-            path = out / images[image_id]["path"]
-            if path.exists():
-                return path.read_bytes()
-            row = corpus_row(image_id)
-            try:
-                return layout.encode_image(load_image(row), c)
-            except Exception as e:  # noqa: BLE001 - any decode problem: say which image, then fail the shard
-                raise RuntimeError(f"cannot read image {image_id} ({row['uri']}): {type(e).__name__}: {e}. "
-                                   "It was usable at ingest; restore the file or exclude it and rerun.") from e
+        def encode_missing(ids: list[str]) -> dict[str, bytes]:
+            """Encode images not yet on disk, reading each corpus shard once."""
+            by_shard: dict[int, list[str]] = {}
+            for i in ids:
+                by_shard.setdefault(images[i]["corpus_shard"], []).append(i)
+            out_bytes: dict[str, bytes] = {}
+            for shard, members in sorted(by_shard.items()):
+                members.sort(key=lambda i: images[i]["corpus_row"])
+                table = corpus.read_shard(shard, columns=["id", "uri", "image_bytes"])
+                picked = table.take(pa.array([images[i]["corpus_row"] for i in members], pa.int64())).to_pylist()
+                for image_id, row in zip(members, picked):
+                    if row["id"] != image_id:
+                        raise RuntimeError(f"the corpus changed under the export plan (shard {shard} row "
+                                           f"{images[image_id]['corpus_row']} is {row['id']}, expected {image_id}); "
+                                           "rerun the export with --overwrite")
+                    try:
+                        out_bytes[image_id] = layout.encode_image(load_image(row), c)
+                    except Exception as e:  # noqa: BLE001 - any decode problem: name the image, fail the shard
+                        raise RuntimeError(f"cannot read image {image_id} ({row['uri']}): {type(e).__name__}: {e}. "
+                                           "It was usable at ingest; restore the file or exclude it and rerun.") from e
+            return out_bytes
 
         def work(task: ShardTask) -> None:
             info = task.payload
             rows = plan_file.read_row_group(info["index"]).to_pylist()
-            owned = sorted(i for i in {x for r in rows for x in (r["q_id"], r["t_id"], *r["hn_ids"])}
-                           if images[i]["owner"] == task.index)
+            needed = sorted({x for r in rows for x in (r["q_id"], r["t_id"], *r["hn_ids"])})
+            owned = [i for i in needed if images[i]["owner"] == task.index]
+            # Owned images are written here; other shards' images are encoded too (identically) when a
+            # tar must carry their pixels and their owner has not written them yet.
+            wanted = needed if "webdataset" in c.formats else owned
+            fresh = encode_missing([i for i in wanted if not (out / images[i]["path"]).exists()])
             for image_id in owned:
-                path = out / images[image_id]["path"]
-                if not path.exists():
-                    atomic_write_bytes(path, image_bytes(image_id))
+                if image_id in fresh:
+                    atomic_write_bytes(out / images[image_id]["path"], fresh.pop(image_id))
+
+            def image_bytes(image_id: str) -> bytes:
+                return fresh[image_id] if image_id in fresh else (out / images[image_id]["path"]).read_bytes()
+
             files = []
             if "parquet" in c.formats:
                 rel = layout.shard_relpath(info["split"], info["part"], ".parquet")

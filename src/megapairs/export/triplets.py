@@ -148,4 +148,4 @@ def join_triplets(pairs: pa.Table, annotations: pa.Table, captions: dict[str, st
 
 
 def _float(v: Any) -> float | None:
-    return None if v is None else float(v)
+    return None if v is None else round(float(v), 6)

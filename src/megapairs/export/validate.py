@@ -157,10 +157,9 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
                                 exists[p] = True  # report each missing file once
             format_keys[suffix] = fkeys
         first = format_keys[min(format_keys)]
-        for suffix, fkeys in format_keys.items():
-            if sorted(fkeys) != sorted(first):
-                problems.add(f"{label}: {suffix} shards hold {len(fkeys)} triplets, {min(format_keys)} hold "
-                             f"{len(first)}, or different ones")
+        if any(sorted(k) != sorted(first) for k in format_keys.values()):
+            sizes = ", ".join(f"{s}: {len(k)}" for s, k in sorted(format_keys.items()))
+            problems.add(f"{label}: the formats hold different triplets ({sizes})")
         keys.update(first)
         counts[label] = len(first)
         total += len(first)

@@ -1,0 +1,67 @@
+"""The image-level split: whole components, carving a giant component, determinism."""
+
+from __future__ import annotations
+
+import random
+
+from megapairs.export.split import DROPPED, TRAIN, VAL, assign_splits
+
+
+def _images_by_split(triplets, assignment):
+    out = {TRAIN: set(), VAL: set()}
+    for imgs, a in zip(triplets, assignment):
+        if a != DROPPED:
+            out[a].update(imgs)
+    return out
+
+
+def _clusters(n_clusters=10, per=4):
+    trips = []
+    for c in range(n_clusters):
+        imgs = [f"c{c}i{k}" for k in range(per)]
+        for t in imgs[1:]:
+            trips.append([imgs[0], t, *[x for x in imgs if x not in (imgs[0], t)]])
+    return trips
+
+
+def test_components_go_whole_to_one_split():
+    trips = _clusters()
+    res = assign_splits(trips, 0.2, seed=1)
+    assert not res.carved and res.components == 10
+    by = _images_by_split(trips, res.assignment)
+    assert not (by[TRAIN] & by[VAL])
+    assert res.assignment.count(VAL) == 6  # 20% of 30, two clusters of 3
+    for c in range(10):
+        assert len({a for t, a in zip(trips, res.assignment) if t[0] == f"c{c}i0"}) == 1
+
+
+def test_deterministic_and_independent_of_input_order():
+    trips = _clusters()
+    a = assign_splits(trips, 0.2, seed=3).assignment
+    assert a == assign_splits(trips, 0.2, seed=3).assignment
+    order = list(range(len(trips)))
+    random.Random(0).shuffle(order)
+    b = assign_splits([trips[i] for i in order], 0.2, seed=3).assignment
+    assert [b[order.index(i)] for i in range(len(trips))] == a
+
+
+def test_giant_component_is_carved_without_leakage():
+    rng = random.Random(0)
+    images = [f"img{i:03d}" for i in range(80)]
+    trips = []
+    for i in range(300):  # a dense random graph: one component
+        q, t, *hn = rng.sample(images, 6)
+        trips.append([q, t, q, *hn])
+    res = assign_splits(trips, 0.1, seed=0)
+    assert res.components == 1 and res.carved
+    by = _images_by_split(trips, res.assignment)
+    assert not (by[TRAIN] & by[VAL])
+    assert res.assignment.count(VAL) >= 30  # the budget is filled
+    assert res.assignment.count(TRAIN) > 0
+    assert res.assignment == assign_splits(trips, 0.1, seed=0).assignment
+
+
+def test_zero_fraction_keeps_everything_in_train():
+    trips = _clusters(3)
+    assert set(assign_splits(trips, 0.0, seed=0).assignment) == {TRAIN}
+    assert assign_splits([], 0.5, seed=0).assignment == []
