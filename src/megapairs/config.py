@@ -13,6 +13,7 @@ from megapairs.annotate.config import AnnotateConfig
 from megapairs.configbase import ConfigBase, ConfigError, apply_overrides
 from megapairs.corpus.config import IngestConfig
 from megapairs.embed.config import EmbedConfig
+from megapairs.export.config import ExportConfig
 from megapairs.mine.config import MineConfig
 
 PRESETS = ("demo", "paper", "tiny")
@@ -24,6 +25,7 @@ class PipelineConfig(ConfigBase):
     embed: EmbedConfig = dataclasses.field(default_factory=EmbedConfig)
     mine: MineConfig = dataclasses.field(default_factory=MineConfig)
     annotate: AnnotateConfig = dataclasses.field(default_factory=AnnotateConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     executor: str = "local"  # local | ray | ray:ADDRESS
 
     def validate(self) -> None:

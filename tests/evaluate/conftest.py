@@ -79,12 +79,17 @@ class TinyClipRetriever:
         if text is not None and isinstance(text, str):
             text = [text]
         emb = 0
-        with torch.no_grad():
-            if images is not None:
-                emb = emb + self.model.get_image_features(pixel_values=self._pixels(images)).pooler_output
-            if text is not None:
-                ids, mask = self._tokens(text)
-                emb = emb + self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny matrices: thread start-up costs more than the maths
+        try:
+            with torch.no_grad():
+                if images is not None:
+                    emb = emb + self.model.get_image_features(pixel_values=self._pixels(images)).pooler_output
+                if text is not None:
+                    ids, mask = self._tokens(text)
+                    emb = emb + self.model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        finally:
+            torch.set_num_threads(threads)
         return torch.nn.functional.normalize(emb, dim=-1)  # (B, 16)
 
 
@@ -202,11 +207,13 @@ def mmeb_dir(tmp_path: Path) -> Path:
     root = tmp_path / "mmeb"
     for k in range(6):
         write_png(root / "eval_images" / "CIRR" / f"c{k}.png", seed=500 + k)
-    cirr = {"qry_text": ["<|image_1|>\nGiven an image, find a similar everyday image with the described changes: add a dog",
-                         "<|image_1|>\nGiven an image, find a similar everyday image: make it blue"],
+    ask = "<|image_1|>\nGiven an image, find a similar everyday image"
+    tgt = "<|image_1|>\nRepresent the given image."
+    cirr = {"qry_text": [f"{ask} with the described changes: add a dog", f"{ask}: make it blue"],
             "qry_img_path": ["CIRR/c0.png", "CIRR/c3.png"],
-            "tgt_text": [["<|image_1|>\nRepresent the given image."] * 3, ["<|image_1|>\nRepresent the given image."] * 3],
-            "tgt_img_path": [["CIRR/c1.png", "CIRR/c2.png", "CIRR/c3.png"], ["CIRR/c4.png", "CIRR/c5.png", "CIRR/c0.png"]]}
+            "tgt_text": [[tgt] * 3, [tgt] * 3],
+            "tgt_img_path": [["CIRR/c1.png", "CIRR/c2.png", "CIRR/c3.png"],
+                             ["CIRR/c4.png", "CIRR/c5.png", "CIRR/c0.png"]]}
     (root / "CIRR").mkdir(parents=True)
     pq.write_table(pa.table(cirr), root / "CIRR" / "test-00000-of-00001.parquet")
     cls = [{"qry_text": "<|image_1|> Represent the given image for classification", "qry_img_path": "CIRR/c2.png",
@@ -228,7 +235,8 @@ def triplets_file(tmp_path: Path) -> Path:
     rows = {"q_img": ["images/i0.png", "images/i2.png", "images/i0.png"],
             "q_text": [["make it red", "paint it red"], ["add a tree"], ["show it at night"]],
             "t_img": ["images/i1.png", "images/i3.png", "images/i4.png"],
-            "hns": [["images/i0.png", "images/i5.png"], ["images/i2.png", "images/i6.png"], ["images/i0.png", "images/i7.png"]]}
+            "hns": [["images/i0.png", "images/i5.png"], ["images/i2.png", "images/i6.png"],
+                    ["images/i0.png", "images/i7.png"]]}
     path = root / "part-00000.parquet"
     pq.write_table(pa.table(rows), path)
     return path

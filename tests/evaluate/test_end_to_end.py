@@ -73,7 +73,7 @@ def test_circo_end_to_end(circo_dir: Path, retriever, tmp_path: Path):
     # the gallery cache is reused for the same retriever, and not for another preprocess_id
     again = evaluate("circo", circo_dir, retriever, opts(tmp_path))
     assert again["gallery_cache_hits"] == ["circo"] and again["metrics"] == res["metrics"]
-    from conftest import TinyClipRetriever
+    from tests.evaluate.conftest import TinyClipRetriever
 
     other = evaluate("circo", circo_dir, TinyClipRetriever(seed=1), opts(tmp_path))
     assert other["gallery_cache_hits"] == []
@@ -210,3 +210,20 @@ def test_triplets_end_to_end(triplets_file: Path, retriever, tmp_path: Path, ins
     want = naive_recall(rk, [{"images/i1.png", "images/i4.png"}, {"images/i3.png"}], 5)
     assert res["metrics"]["image/R@5"] == pytest.approx(want)
     assert {"text/R@1", "text/mAP@50"} <= set(res["metrics"])
+
+
+def test_candidate_role_is_passed_to_retrievers_that_take_it(mmeb_dir: Path, retriever, tmp_path: Path):
+    """MLLM retrievers embed candidates with a different prompt; the gallery asks for role="candidate"."""
+    calls = []
+
+    class RoleAware:
+        spec, preprocess_id = "role-aware:test", "role-aware"
+
+        def encode(self, images=None, text=None, role=None):
+            calls.append((role, images is not None, text is not None))
+            return retriever.encode(images=images, text=text)
+
+    evaluate("mmeb", mmeb_dir, RoleAware(), opts(tmp_path))
+    assert ("candidate", False, True) in calls  # class labels: text candidates
+    assert ("candidate", True, True) in calls  # CIRR targets: image + "Represent the given image."
+    assert (None, True, True) in calls and all(r in (None, "candidate") for r, _, _ in calls)

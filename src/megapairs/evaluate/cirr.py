@@ -19,8 +19,7 @@ import numpy as np
 
 from megapairs.evaluate import metrics, templates
 from megapairs.evaluate.common import (BenchmarkOutput, DataError, EvalOptions, Item, check_keys,
-                                       first_existing, limited, pick_root, policy_or,
-                                       read_json)
+                                       first_existing, limited, pick_root, policy_or, read_json)
 from megapairs.evaluate.context import Context
 from megapairs.evaluate.submission import cirr_submission
 

@@ -1,4 +1,4 @@
-"""What benchmark modules use to embed and search: batching, progress, and the gallery cache.
+"""What benchmark modules use to embed and search: batching, progress (tqdm, stderr), gallery cache.
 
 Gallery embeddings are cached as `<cache_dir>/<name>-<key>.npy` with a JSON sidecar. The key
 hashes `retriever.preprocess_id` and the ordered list of gallery items (paths, crops, texts); a
@@ -8,6 +8,7 @@ cached file is reused only when the sidecar matches both and the row count is ri
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -17,11 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from megapairs.artifacts import atomic_write_json, write_npy
 from megapairs.evaluate import search as search_mod
-from megapairs.evaluate.common import Crop, EvalOptions, Item
-from tqdm import tqdm
+from megapairs.evaluate.common import Crop, DataError, EvalOptions, Item
 
 
 def default_cache_dir() -> Path:
@@ -56,10 +57,19 @@ class Context:
         self.benchmark = benchmark
         self.cache_dir = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
         self.cache_hits: list[str] = []
+        try:  # retrievers that embed candidates differently (MLLM prompts) take role="candidate"
+            self._role_kw = "role" in inspect.signature(retriever.encode).parameters
+        except (TypeError, ValueError):
+            self._role_kw = False
 
     # -- embedding ------------------------------------------------------------------------------
-    def encode(self, items: Sequence[Item], desc: str) -> np.ndarray:
-        """Embed items in batches of one modality each; rows follow `items`. -> (N, D) float32."""
+    def encode(self, items: Sequence[Item], desc: str, role: str | None = None) -> np.ndarray:
+        """Embed items in batches of one modality each; rows follow `items`. -> (N, D) float32.
+        `role="candidate"` is passed on to retrievers whose `encode` accepts a `role` keyword."""
+        missing = [it.image for it in items if it.image is not None and not Path(it.image).exists()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DataError(f"missing image: {missing[0]}{more}")
         out: np.ndarray | None = None
         groups: dict[str, list[int]] = {}
         for i, it in enumerate(items):
@@ -70,19 +80,20 @@ class Context:
             for modality, rows in groups.items():
                 for start in range(0, len(rows), bs):
                     chunk = [items[i] for i in rows[start:start + bs]]
-                    emb = self._encode_batch(chunk, modality)  # (b, D)
+                    emb = self._encode_batch(chunk, modality, role)  # (b, D)
                     if out is None:
                         out = np.zeros((len(items), emb.shape[1]), dtype=np.float32)
                     out[rows[start:start + bs]] = emb
                     bar.update(len(chunk))
         return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
-    def _encode_batch(self, chunk: list[Item], modality: str) -> np.ndarray:
+    def _encode_batch(self, chunk: list[Item], modality: str, role: str | None) -> np.ndarray:
         images = [load_crop(it.image, it.crop) if it.crop else str(it.image) for it in chunk] \
             if modality != "text" else None
         texts = [it.text for it in chunk] if modality != "image" else None
+        extra = {"role": role} if role and self._role_kw else {}
         with torch.inference_mode():
-            emb = self.retriever.encode(images=images, text=texts)  # (b, D), L2-normalised
+            emb = self.retriever.encode(images=images, text=texts, **extra)  # (b, D), L2-normalised
         emb = emb.detach().float().cpu().numpy()
         if emb.shape[0] != len(chunk):
             raise RuntimeError(f"retriever returned {emb.shape[0]} rows for {len(chunk)} inputs")
@@ -96,7 +107,7 @@ class Context:
         """Gallery embeddings (N, D), from the cache when (preprocess_id, item list) match."""
         pid = str(self.retriever.preprocess_id)
         items_hash = hashlib.sha256("\n".join(it.fingerprint() for it in items).encode()).hexdigest()
-        key = hashlib.sha256(f"{pid}\n{items_hash}".encode()).hexdigest()[:20]
+        key = hashlib.sha256(f"{pid}\ncandidate\n{items_hash}".encode()).hexdigest()[:20]
         npy = self.cache_dir / f"{name}-{key}.npy"
         meta_path = npy.with_suffix(".json")
         if npy.exists() and meta_path.exists():
@@ -106,7 +117,7 @@ class Context:
                 if emb.shape[0] == len(items):
                     self.cache_hits.append(name)
                     return emb
-        emb = self.encode(items, f"{name} gallery")
+        emb = self.encode(items, f"{name} gallery", role="candidate")
         write_npy(npy, emb)
         atomic_write_json(meta_path, {"preprocess_id": pid, "items_hash": items_hash, "count": len(items),
                                       "dim": int(emb.shape[1]), "benchmark": self.benchmark})

@@ -77,7 +77,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
         ranked = ctx.search(q, g, k=max(opts.topk, max(KS)), exclude=exclude)
         rankings = [[names[j] for j in r] for r in ranked]
         files[f"fashioniq_{cat}_{split}_rankings.json"] = [
-            {"candidate": r["candidate"], "target": r.get("target"), "ranking": rk[:50]} for r, rk in zip(rows, rankings)]
+            {"candidate": r["candidate"], "target": r.get("target"), "ranking": rk[:50]}
+            for r, rk in zip(rows, rankings)]
         if all("target" in r for r in rows):
             per_cat[cat] = metrics.recall_at_k(rankings, [r["target"] for r in rows], KS)
         n_queries, sizes[cat] = n_queries + len(rows), len(names)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from megapairs.configbase import ConfigError
 from megapairs.evaluate import metrics, templates
 from megapairs.evaluate.common import (BenchmarkOutput, Crop, DataError, EvalOptions, Item, check_keys,
                                        first_existing, limited, read_json)
@@ -76,7 +77,7 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     opts: EvalOptions = ctx.options
     tname, template = templates.resolve(NAME, opts.template)
     if opts.reference_policy == "remove":
-        raise DataError("GeneCIS galleries never contain the reference image; use --reference-policy keep")
+        raise ConfigError("GeneCIS galleries never contain the reference image; use --reference-policy keep")
     finder = ImageFinder(Path(data_dir), opts.image_dir)
     data = {t: load_task(data_dir, t) for t in opts.tasks}  # check every file first
     per_task: dict[str, dict[str, float]] = {}
@@ -100,7 +101,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
         q = ctx.encode(q_items, f"genecis {task} queries")  # (Q, D)
         scores = [g[[pos[it.key] for it in row]] @ q[i] for i, row in enumerate(cands)]  # (1 + gallery,) each
         per_task[task] = metrics.local_recall(scores, 0, KS)
-        details[task] = {"queries": len(rows), "dropped_off_modal_gallery": len(all_rows) - len(modal_gallery(all_rows)),
+        details[task] = {"queries": len(rows),
+                         "dropped_off_modal_gallery": len(all_rows) - len(modal_gallery(all_rows)),
                          "gallery_per_query": int(np.mean([len(c) for c in cands])) if cands else 0}
         n_queries, n_images = n_queries + len(rows), n_images + len(keys)
     return BenchmarkOutput(metrics=metrics.genecis_summary(per_task), num_queries=n_queries,
