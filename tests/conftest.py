@@ -119,4 +119,4 @@ def tiny_overrides(tiny_clip_dir, tiny_dino_dir) -> list[str]:
     return [f"embed.image=hf:{tiny_clip_dir}", f"embed.visual=hf:{tiny_dino_dir}",
             f"embed.caption=hf:{tiny_clip_dir}", "embed.device=cpu", "mine.k=4", "mine.band_units=quantile",
             "mine.bands={image: [0.1, 0.999], visual: [0.1, 0.999], caption: [0.1, 0.999]}",
-            "mine.near_duplicate=0.9999"]
+            "mine.near_duplicate={image: 0.9999}"]

@@ -31,9 +31,9 @@ def _setup():
 
 def _select(bands, **kw):
     mats, ids, knn = _setup()
-    opts = dict(near_duplicate=0.98, max_targets=5, num_hard_negatives=3, seed=0)
+    opts = dict(near_duplicate={"image": 0.98}, max_targets=5, num_hard_negatives=3, seed=0)
     opts.update(kw)
-    return select_pairs(np.array([0]), knn, bands, ["image"], mats, ids, **opts)
+    return select_pairs(np.array([0]), knn, bands, mats, ids, **opts)
 
 
 def test_band_self_near_duplicate_and_provenance():
@@ -54,10 +54,10 @@ def test_band_self_near_duplicate_and_provenance():
 
 def test_cap_and_determinism():
     bands = {"image": (-1.0, 0.999), "caption": (-1.0, 0.999)}
-    a, sa = _select(bands, max_targets=2, near_duplicate=1.01)
-    b, _ = _select(bands, max_targets=2, near_duplicate=1.01)
+    a, sa = _select(bands, max_targets=2, near_duplicate={})
+    b, _ = _select(bands, max_targets=2, near_duplicate={})
     assert a == b and len(a) == 2 and sa.dropped["over_cap"] >= 1
-    c, _ = _select(bands, max_targets=2, near_duplicate=1.01, seed=1)
+    c, _ = _select(bands, max_targets=2, near_duplicate={}, seed=1)
     assert [r["target_id"] for r in c] == [r["target_id"] for r in a]  # the seed only shuffles negatives
 
 

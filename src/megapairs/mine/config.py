@@ -19,7 +19,8 @@ class MineConfig(ConfigBase):
     # scores over the corpus, resolved to scores at run time (each view has its own scale).
     bands: dict[str, list[float]] = field(default_factory=_paper_bands)
     band_units: str = "score"
-    near_duplicate: float = 0.985  # any image view at or above this: the pair is a near-duplicate
+    # A pair scoring at or above a view's threshold here is a near-duplicate, whichever view found it.
+    near_duplicate: dict[str, float] = field(default_factory=lambda: {"image": 0.985, "visual": 0.985})
     max_targets_per_query: int = 5
     num_hard_negatives: int = 5  # including the query image itself, which is always hns[0]
     num_queries: int | None = None  # sample this many query images (seeded); None = every image

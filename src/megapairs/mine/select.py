@@ -3,7 +3,8 @@
 Rules (the paper's, with the unknowns made explicit):
 - a (query, target) pair is kept when at least one view retrieved the target among its top-k
   with a score strictly inside that view's band; `found_by` lists those views;
-- the query itself and near-duplicates (any image view >= `near_duplicate`) are dropped;
+- the query itself and near-duplicates (a score at or above `near_duplicate[view]` in any listed
+  view, whichever view found the pair) are dropped;
 - targets are ordered by how many views found them, then their best rank in a finding view
   (ties: view order), and capped per query;
 - hard negatives: the query image first, then other images retrieved for the same query
@@ -53,11 +54,10 @@ def select_pairs(
     q_rows: np.ndarray,  # (Q,) row numbers of the queries
     knn: dict[str, tuple[np.ndarray, np.ndarray]],  # view -> (scores (Q,K), rows (Q,K))
     bands: dict[str, tuple[float, float]],
-    image_views: list[str],
     mats: dict[str, np.ndarray],
     ids: list[str],
     *,
-    near_duplicate: float,
+    near_duplicate: dict[str, float],
     max_targets: int,
     num_hard_negatives: int,
     seed: int,
@@ -94,7 +94,7 @@ def select_pairs(
                 rank += 1
         per_query.append((int(q), found, pool))
 
-    # Near-duplicate check on every candidate pair, in all image views at once.
+    # Near-duplicate check on every candidate pair, in every view at once.
     cand_q = np.array([q for q, found, _ in per_query for _ in found], dtype=np.int64)
     cand_t = np.array([t for _, found, _ in per_query for t in found], dtype=np.int64)
     scores = pair_scores(mats, cand_q, cand_t)
@@ -107,7 +107,7 @@ def select_pairs(
         kept = []
         for t, (rank, fviews) in found.items():
             sc = score_of[(q, t)]
-            if any(sc.get(v, -1.0) >= near_duplicate for v in image_views):
+            if any(sc[v] >= thr for v, thr in near_duplicate.items() if v in sc):
                 stats.add(stats.dropped, "near_duplicate")
                 continue
             kept.append((-len(fviews), rank, views.index(fviews[0]), t, fviews, sc))

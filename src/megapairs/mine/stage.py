@@ -84,11 +84,9 @@ class MineStage(Stage):
 
     def make_worker(self):
         c = self.config
-        manifest = self.input_artifact("embeddings").manifest()
         views = self._views()
         ids, mats = load_embeddings(self.root / "embeddings", views)
         indexes = self._indexes(mats)
-        image_views = [v for v in views if manifest["views"][v]["modality"] == "image"]
         art = self.output()
         schema = pairs_schema(views)
 
@@ -96,7 +94,7 @@ class MineStage(Stage):
             q = np.asarray(task.payload["rows"], dtype=np.int64)
             knn = {v: search(indexes[v], mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
             rows, stats = select_pairs(
-                q, knn, task.payload["bands"], image_views, mats, ids,
+                q, knn, task.payload["bands"], mats, ids,
                 near_duplicate=c.near_duplicate, max_targets=c.max_targets_per_query,
                 num_hard_negatives=c.num_hard_negatives, seed=c.seed,
             )
