@@ -14,11 +14,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import megapairs, pytest, ray, fastapi, efficientnet_lite_pytorch" 2>/dev/null; then
+if ! .venv/bin/python -c "import megapairs, pytest, ray, fastapi, efficientnet_lite_pytorch, xllamacpp" 2>/dev/null; then
   echo "setup: installing Python packages into .venv…"
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[offline,llm,train,serve,dist,dev]"
-fi
-if [ -x scripts/setup_llm_server.sh ]; then
-  scripts/setup_llm_server.sh || echo "setup: no llama.cpp server; annotation falls back to the template writer"
 fi
 echo "setup: done"

@@ -65,3 +65,22 @@ def test_zero_fraction_keeps_everything_in_train():
     trips = _clusters(3)
     assert set(assign_splits(trips, 0.0, seed=0).assignment) == {TRAIN}
     assert assign_splits([], 0.5, seed=0).assignment == []
+
+
+def test_negatives_follow_the_split_of_queries_and_targets():
+    from megapairs.export.split import DROPPED, TRAIN, VAL, confine_negatives
+
+    trip = [
+        {"q_id": "a", "t_id": "b", "hn_ids": ["a", "c", "x", "y"]},  # c is a validation query
+        {"q_id": "c", "t_id": "d", "hn_ids": ["c", "a", "x", "z"]},  # a is a train query
+        {"q_id": "e", "t_id": "f", "hn_ids": ["e", "y"]},
+    ]
+    assignment = [TRAIN, VAL, DROPPED]
+    removed = confine_negatives(trip, assignment, seed=0)
+    assert trip[0]["hn_ids"][0] == "a" and "c" not in trip[0]["hn_ids"]
+    assert trip[1]["hn_ids"][0] == "c" and "a" not in trip[1]["hn_ids"]
+    # x is a negative-only image used by both: it stays on exactly one side.
+    assert ("x" in trip[0]["hn_ids"]) != ("x" in trip[1]["hn_ids"])
+    train = {i for t in trip[:1] for i in (t["q_id"], t["t_id"], *t["hn_ids"])}
+    val = {i for t in trip[1:2] for i in (t["q_id"], t["t_id"], *t["hn_ids"])}
+    assert not train & val and removed == 3

@@ -25,9 +25,11 @@ from megapairs.progress import Progress
 
 log = logging.getLogger("megapairs")
 
-ROW_FIELDS = ("query_id", "target_id", "instructions", "description", "word_limit", "status", "reason",
-              "describer_used", "writer_used", "writer_attempts", "demo_ids", "rejected", "raw_output",
-              "prompt_version")
+# status: "ok" (instructions written; `fallback` tells whether a fallback backend was needed),
+# "describe_failed" or "write_failed" (no instructions; `reason` says why).
+ROW_FIELDS = ("query_id", "target_id", "instructions", "description", "word_limit", "status", "fallback", "reason",
+              "describer", "writer", "describer_used", "writer_used", "writer_attempts", "demo_ids", "rejected",
+              "raw_output", "prompt_version")
 
 
 class Annotator:
@@ -43,7 +45,7 @@ class Annotator:
         ctx = RoleContext(config, self.prompts, self._generator)
         self.describers: list[Describer] = self._chain(build_describer, [config.describer, *config.describer_fallbacks], ctx)
         self.writers: list[Writer] = self._chain(build_writer, [config.writer, *config.writer_fallbacks], ctx)
-        # Rows are "ok" only when the configured first choices made them; else "fallback".
+        # A row has fallback=False only when the configured first choices made it.
         self._primary = {id(r[0]) for r, spec in ((self.describers, config.describer), (self.writers, config.writer))
                          if r and spec not in self.unavailable}
         if not self.describers or not self.writers:
@@ -80,9 +82,22 @@ class Annotator:
         word_limit = derived_rng(c.seed, item.query_id, item.target_id, "words").randint(*c.word_range)
         notes: list[str] = [f"unavailable {s}" for s in self.unavailable]
         row: dict[str, Any] = {"query_id": item.query_id, "target_id": item.target_id, "instructions": [],
-                               "description": "", "word_limit": word_limit, "status": "failed", "reason": "",
+                               "description": "", "word_limit": word_limit, "status": "describe_failed",
+                               "fallback": False, "reason": "", "describer": c.describer, "writer": c.writer,
                                "describer_used": "", "writer_used": "", "writer_attempts": 0, "demo_ids": [],
                                "rejected": [], "raw_output": "", "prompt_version": self.prompts.version}
+        describer = await self._describe(item, word_limit, row, notes)
+        if describer is not None:
+            row["status"] = "write_failed"
+            writer = await self._write(item, row, notes)
+            if writer is not None:
+                row["status"] = "ok"
+                row["fallback"] = not (id(describer) in self._primary and id(writer) in self._primary)
+        row["reason"] = "; ".join(notes)
+        return row
+
+    async def _describe(self, item: PairItem, word_limit: int, row: dict[str, Any], notes: list[str]) -> Any:
+        """First describer whose note passes the checks (filled into `row`), or None."""
         for d in self.describers:
             try:
                 out = await d.describe(item, word_limit)
@@ -95,44 +110,44 @@ class Annotator:
                 notes.append(f"describe {d.spec}: {out.reason}")
                 continue
             row["description"], row["describer_used"] = out.text, d.spec
-            break
-        else:
-            row["reason"] = "; ".join(notes)
-            return row
+            return d
+        return None
+
+    async def _write(self, item: PairItem, row: dict[str, Any], notes: list[str]) -> Any:
+        """First writer (model writers get `writer_attempts` tries) whose list passes, or None."""
         for w in self.writers:
-            for attempt in range(c.writer_attempts if w.uses_model else 1):
+            for attempt in range(self.config.writer_attempts if w.uses_model else 1):
                 row["writer_attempts"] += 1
                 try:
-                    wout = await w.write(item, row["description"], attempt)
+                    out = await w.write(item, row["description"], attempt)
                 except BackendError as e:
                     if e.unavailable:
                         raise
                     notes.append(f"write {w.spec}: {e}")
                     break
-                row["rejected"] += [f"{why}: {text}" for text, why in wout.check.rejected]
-                row["raw_output"], row["demo_ids"] = wout.raw, wout.demo_ids
-                if wout.check.ok:
-                    row["instructions"], row["writer_used"] = wout.check.instructions, w.spec
-                    row["status"] = "ok" if id(d) in self._primary and id(w) in self._primary else "fallback"
-                    if wout.check.reason:
-                        notes.append(f"write {w.spec}: {wout.check.reason}")
-                    row["reason"] = "; ".join(notes)
-                    return row
-                notes.append(f"write {w.spec} try {attempt + 1}: {wout.check.reason}")
-        row["reason"] = "; ".join(notes)
-        return row
+                row["rejected"] += [f"{why}: {text}" for text, why in out.check.rejected]
+                if w.uses_model:
+                    row["raw_output"], row["demo_ids"] = out.raw, out.demo_ids
+                if out.check.ok:
+                    row["instructions"], row["writer_used"] = out.check.instructions, w.spec
+                    if out.check.reason:
+                        notes.append(f"write {w.spec}: {out.check.reason}")
+                    return w
+                notes.append(f"write {w.spec} try {attempt + 1}: {out.check.reason}")
+        return None
 
     # -- many pairs -----------------------------------------------------------------------------
     async def annotate(self, items: list[PairItem], desc: str = "annotate") -> list[dict[str, Any]]:
         rows: list[dict[str, Any] | None] = [None] * len(items)
         gate = asyncio.Semaphore(self.config.concurrency * 2)
-        progress = Progress(total=len(items), desc=desc, unit="pair", disable=None if self.config.progress else True)
+        progress = Progress(total=len(items), desc=desc, unit="pair", disable=not self.config.progress)
         counts = {"fallback": 0, "failed": 0}
 
         async def one(i: int, item: PairItem) -> None:
             async with gate:
                 rows[i] = row = await self.annotate_one(item)
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            counts["fallback"] += int(row["fallback"])
+            counts["failed"] += int(row["status"] != "ok")
             s = self.stats
             progress.update(1, tok=s.prompt_tokens + s.completion_tokens, req=s.requests, cached=s.cache_hits,
                             fallback=counts["fallback"], failed=counts["failed"])

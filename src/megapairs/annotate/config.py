@@ -56,7 +56,7 @@ class AnnotateConfig(ConfigBase):
     retries: int = 4
     backoff_s: float = 1.0
     backoff_max_s: float = 30.0
-    api_key: str = ""  # else the OPENAI_API_KEY environment variable; never written anywhere
+    api_key: str = ""  # else the OPENAI_API_KEY environment variable; blanked in to_dict (never saved)
     cache_path: str = ""  # empty: <run root>/_cache/annotate.sqlite
     strict_backends: bool = False  # raise instead of falling back when a backend cannot start
     progress: bool = True
@@ -96,6 +96,11 @@ class AnnotateConfig(ConfigBase):
 
     def where_name(self) -> str:
         return getattr(self, "_where", type(self).__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["api_key"] = ""  # a saved config never holds the secret; use OPENAI_API_KEY to resume
+        return d
 
     def hashed_dict(self) -> dict[str, Any]:
         d = super().hashed_dict()

@@ -1,6 +1,6 @@
-"""Versioned prompt files (`prompts/<version>/`) and the few-shot demonstration pool.
+"""Versioned prompt files (`prompts/<version>_<name>`) and the few-shot demonstration pool.
 
-Files of a version: `describe_images.txt` (step 1 from pixels, chat), `describe_captions.txt` and
+Files of a version (each name prefixed with `<version>_`): `describe_images.txt` (step 1 from pixels, chat), `describe_captions.txt` and
 `describe_captions_demo.txt` (step 1 from captions, completion-style few-shot), `write.txt` and
 `write_demo.txt` (step 2, completion-style few-shot ending in an open JSON list), `demos.jsonl`.
 Step-2 prompts read the same on `/v1/completions` (base models) and as one chat message.
@@ -57,12 +57,12 @@ class PromptSet:
     """All prompt texts of one version plus its demo pool."""
 
     def __init__(self, version: str = "v1", demo_pool: str = "") -> None:
-        base = files("megapairs.annotate").joinpath("prompts").joinpath(version)
-        if not base.is_dir():
-            raise ValueError(f"unknown prompt version {version!r} (no folder prompts/{version})")
+        base = files("megapairs.annotate").joinpath("prompts")
+        if not base.joinpath(f"{version}_{FILES[0]}").is_file():
+            raise ValueError(f"unknown prompt version {version!r} (no prompts/{version}_{FILES[0]})")
         self.version = version
-        self.texts = {name: base.joinpath(name).read_text(encoding="utf-8") for name in FILES}
-        pool = Path(demo_pool) if demo_pool else Path(str(base.joinpath("demos.jsonl")))
+        self.texts = {name: base.joinpath(f"{version}_{name}").read_text(encoding="utf-8") for name in FILES}
+        pool = Path(demo_pool) if demo_pool else Path(str(base.joinpath(f"{version}_demos.jsonl")))
         self.demos = load_demos(pool)
         h = hashlib.sha256()
         for name in FILES:

@@ -176,7 +176,7 @@ class ModelWriter:
         c, p = self.ctx.config, self.ctx.prompts
         rng = derived_rng(c.seed, item.query_id, item.target_id, "write", attempt)
         demos = p.sample_demos(rng, c.few_shot_k)
-        stop = ("\n",) if _completion_style(self.gen) else ("\nNote:",)
+        stop = ("]", "\n") if _completion_style(self.gen) else ("]", "\nNote:")
         req = GenRequest(prompt=p.write(description, demos), max_tokens=c.write_max_tokens, temperature=c.temperature,
                          top_p=c.top_p, seed=request_seed(rng), stop=stop, tag=f"{p.version}/write")
         res = await self.gen.generate(req)

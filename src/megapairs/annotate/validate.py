@@ -134,4 +134,13 @@ def check_description(text: str, word_limit: int, min_words: int = 8) -> str:
         return "too_short"
     if len(words) > 2 * word_limit:
         return "too_long"
+    if repeats(text):
+        return "repetitive"
     return ""
+
+
+def repeats(text: str, n: int = 4, times: int = 3) -> bool:
+    """True when some run of `n` words occurs `times` times or more (a looping small model)."""
+    w = norm(text).split()
+    grams = Counter(tuple(w[i:i + n]) for i in range(len(w) - n + 1))
+    return bool(grams) and max(grams.values()) >= times

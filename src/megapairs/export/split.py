@@ -2,9 +2,8 @@
 
 Policy (documented in docs/export.md):
 
-1. Link every two images that appear in one triplet (query, target, every hard negative) and take
-   the connected components of that graph. A component goes whole to one split, so no image, in
-   any role, is seen in both.
+1. Link the query and target image of every triplet and take the connected components of that
+   graph. A component goes whole to one split, so no query or target image is seen in both.
 2. Visit the components in a seeded pseudo-random order and move each one to validation while it
    still fits in the budget `round(val_fraction * triplets)`; the rest stay in train.
 3. Mined KNN graphs over a small or dense corpus are often one giant component. When step 2 fills
@@ -13,6 +12,10 @@ Policy (documented in docs/export.md):
    lying wholly inside the region fill the budget. Triplets wholly inside go to validation,
    triplets wholly outside stay in train, and the few that straddle the border are dropped
    (counted as `split_boundary`). No image crosses the split either way.
+4. Hard negatives follow: an image that is a query or target belongs to that split; an image used
+   only as a negative belongs to the split of the first triplet (in seeded order) that uses it.
+   Each triplet keeps only negatives of its own split (hns[0], the query, always stays). Linking
+   negatives too would make a dense KNN graph one component and leave little to split.
 
 Everything is deterministic for a seed and independent of the input order of the triplets.
 """
@@ -132,3 +135,25 @@ def _carve(triplet_images: list[list[str]], idx: list[int], need: int, seed: int
             assignment[i] = VAL
         elif count[i] > 0:
             assignment[i] = DROPPED
+
+
+def confine_negatives(triplets: list[dict], assignment: list[int], seed: int) -> int:
+    """Drop from each triplet's `hn_ids` the images that belong to the other split (step 4).
+    Mutates the triplets; returns how many negatives were removed."""
+    side: dict[str, int] = {}
+    for t, a in zip(triplets, assignment):
+        if a != DROPPED:
+            side[t["q_id"]] = side[t["t_id"]] = a
+    order = sorted(range(len(triplets)), key=lambda i: (seeded_key(seed, f"{triplets[i]['q_id']}_{triplets[i]['t_id']}"), i))
+    for i in order:
+        if assignment[i] != DROPPED:
+            for h in triplets[i]["hn_ids"]:
+                side.setdefault(h, assignment[i])
+    removed = 0
+    for t, a in zip(triplets, assignment):
+        if a == DROPPED:
+            continue
+        keep = [h for j, h in enumerate(t["hn_ids"]) if j == 0 or side[h] == a]
+        removed += len(t["hn_ids"]) - len(keep)
+        t["hn_ids"] = keep
+    return removed

@@ -23,7 +23,7 @@ from megapairs.artifacts import Artifact, atomic_write_bytes, atomic_write_json,
 from megapairs.corpus.images import load_image
 from megapairs.export import layout
 from megapairs.export.config import ExportConfig
-from megapairs.export.split import DROPPED, VAL, assign_splits, seeded_key
+from megapairs.export.split import DROPPED, VAL, assign_splits, confine_negatives, seeded_key
 from megapairs.export.triplets import join_triplets
 from megapairs.export.writers import triplet_schema, write_jsonl, write_parquet, write_webdataset
 from megapairs.stages import ShardTask, Stage
@@ -77,11 +77,15 @@ class ExportStage(Stage):
         annotations = self.input_artifact("annotations").read_all()
         joined = join_triplets(pairs, annotations, captions, c)
         trip = joined.triplets
-        split = assign_splits([[t["q_id"], t["t_id"], *t["hn_ids"]] for t in trip], c.val_fraction, c.seed)
+        # Queries and targets decide the split; hard negatives then follow it (see split.py).
+        split = assign_splits([[t["q_id"], t["t_id"]] for t in trip], c.val_fraction, c.seed)
+        removed_negatives = confine_negatives(trip, split.assignment, c.seed)
         dropped = Counter(joined.dropped)
         n_boundary = sum(1 for a in split.assignment if a == DROPPED)
         if n_boundary:
             dropped["split_boundary"] += n_boundary
+        if removed_negatives:
+            dropped["hard_negatives_removed_by_split"] += removed_negatives
         ext = c.image_ext
         by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in layout.SPLITS}
         for t, a in zip(trip, split.assignment):
