@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    for noisy in ("faiss", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from megapairs.artifacts import ArtifactError
     from megapairs.configbase import ConfigError
     from megapairs.registry import SpecError

@@ -149,7 +149,17 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.field=value")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    raw = raw.strip()
+    if not raw:
+        return key.strip().split("."), ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    # `template:` or `hf:org/model` are spec strings, not YAML mappings, unless written as `{...}`.
+    if isinstance(value, dict) and not raw.startswith("{"):
+        value = raw
+    return key.strip().split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ DC = "{http://purl.org/dc/elements/1.1/}"
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _NUMBERED = re.compile(r"[\s_-]*\d+$")
 _JUNK_WORDS = {"hash", "clip art", "clipart", "image", "svg", "media", "public domain"}
-_JUNK_TEXT = re.compile(r"HASH\(0x[0-9a-f]+\)|https?://\S+", re.I)
+_JUNK_TEXT = re.compile(r"hash\(0x[0-9a-f]+\)|https?://\S+|\S+@\S+\.\w+", re.I)
 
 
 def svg_caption(data: bytes) -> str:
@@ -23,7 +23,8 @@ def svg_caption(data: bytes) -> str:
     for subject in root.iter(f"{DC}subject"):
         for li in subject.iter(f"{RDF}li"):
             word = (li.text or "").strip().lower()
-            if word and word not in keywords and word not in _JUNK_WORDS and not word.isdigit():
+            if (word and word not in keywords and word not in _JUNK_WORDS and not word.isdigit()
+                    and not _JUNK_TEXT.search(word)):
                 keywords.append(word)
     desc = next((d.text for d in root.iter(f"{DC}description") if d.text and d.text.strip()), "") or ""
     title = _NUMBERED.sub("", title.replace("_", " ").strip())
@@ -31,6 +32,8 @@ def svg_caption(data: bytes) -> str:
     if keywords:
         parts = f"{parts}: {', '.join(keywords[:8])}" if parts else ", ".join(keywords[:8])
     desc = " ".join(_JUNK_TEXT.sub("", desc).split())[:200].strip(" .")
+    if len(desc.split()) < 2:  # what is left of "by someone@example.org"
+        desc = ""
     if desc and desc.lower() != title.lower():
         parts = f"{parts}. {desc}" if parts else desc
     return parts.strip()
