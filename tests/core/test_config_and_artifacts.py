@@ -46,3 +46,14 @@ def test_artifact_lineage_markers_and_manifest(tmp_path):
     Artifact(tmp_path / "a", config_hash="h2").begin(overwrite=True)
     assert not (tmp_path / "a" / "part-00000.parquet").exists()
     assert not list((tmp_path / "a").glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_overrides_keep_spec_strings_and_parse_mappings():
+    from megapairs.configbase import parse_override
+
+    assert parse_override("annotate.writer=template:") == (["annotate", "writer"], "template:")
+    assert parse_override("embed.image=hf:openai/clip-vit-base-patch16")[1] == "hf:openai/clip-vit-base-patch16"
+    assert parse_override("mine.bands={image: [0.1, 0.9]}")[1] == {"image": [0.1, 0.9]}
+    assert parse_override("mine.num_queries=null")[1] is None
+    with pytest.raises(ConfigError, match="section.field=value"):
+        parse_override("mine.k")
