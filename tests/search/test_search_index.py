@@ -13,6 +13,7 @@ from PIL import Image
 
 from megapairs.search import GalleryIndex, IndexOptions, RetrieverMismatchError, SearchIndexError
 from megapairs.search.index import IndexBuilder
+from tests.search.searchtoy import ToyClipRetriever
 
 
 def brute_force(emb: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,17 +140,11 @@ def test_resume_after_crash(tmp_path, gallery_dir, toy, monkeypatch):
     with pytest.raises(SearchIndexError, match="resumed"):
         GalleryIndex.load(tmp_path / "idx")
     with pytest.raises(SearchIndexError, match="unfinished build"):  # another retriever may not mix in
-        GalleryIndex.build(gallery_dir, ToyClipRetriever_seed(2), tmp_path / "idx", shard_size=4, progress=False)
+        GalleryIndex.build(gallery_dir, ToyClipRetriever(seed=2), tmp_path / "idx", shard_size=4, progress=False)
     idx = GalleryIndex.build(gallery_dir, toy, tmp_path / "idx", shard_size=4, progress=False)
     assert written == [0, 1, "crashed", 2]  # the resumed run only did the missing shard
     assert idx.ids == reference.ids
     np.testing.assert_allclose(idx.embeddings.astype(np.float32), reference.embeddings.astype(np.float32), atol=1e-3)
-
-
-def ToyClipRetriever_seed(seed):
-    from tests.search.searchtoy import ToyClipRetriever
-
-    return ToyClipRetriever(seed=seed)
 
 
 def test_replacing_an_index_needs_overwrite(tmp_path, gallery_dir, toy, other_toy):

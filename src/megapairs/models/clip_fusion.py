@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from megapairs.embed.backends.base import pick_device, pooled
 from megapairs.embed.backends.preprocess import Preprocess, from_hf_folder
 from megapairs.models.common import (
-    EmbeddingRetriever, HFExactPreprocess, Inputs, folder_fingerprint, stack_pixels, warn_truncated,
+    EmbeddingRetriever,
+    HFExactPreprocess,
+    Inputs,
+    folder_fingerprint,
+    set_activation_checkpointing,
+    stack_pixels,
+    warn_truncated,
     write_meta,
 )
 
@@ -110,9 +116,11 @@ class ClipFusionRetriever(EmbeddingRetriever):
             self.model = model
         model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        same = self.source is not None and self.source.resolve() == folder.resolve()
         src_pre = self.source / "preprocessor_config.json" if self.source else None
         if src_pre is not None and src_pre.exists():
-            shutil.copyfile(src_pre, folder / "preprocessor_config.json")
+            if not same:
+                shutil.copyfile(src_pre, folder / "preprocessor_config.json")
         else:
             p = self.preprocess.pre
             CLIPImageProcessorPil(
@@ -121,7 +129,7 @@ class ClipFusionRetriever(EmbeddingRetriever):
                 do_center_crop=p.shortest_edge is not None, image_mean=list(p.mean), image_std=list(p.std),
                 resample=p.resample, rescale_factor=p.rescale,
             ).save_pretrained(folder)
-        if self.source is not None:
+        if self.source is not None and not same:
             for name in _EXTRA_TOKENIZER_FILES:
                 if (self.source / name).exists() and not (folder / name).exists():
                     shutil.copyfile(self.source / name, folder / name)
@@ -174,11 +182,10 @@ class ClipFusionRetriever(EmbeddingRetriever):
                     p.requires_grad_(False)
         m.logit_scale.requires_grad_(False)
         if cfg.gradient_checkpointing:
-            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            set_activation_checkpointing(m, True)
 
     def finalize_training(self) -> None:
         if hasattr(self.model, "merge_and_unload"):
             self.model = self.model.merge_and_unload()
-        if getattr(self.model, "is_gradient_checkpointing", False):
-            self.model.gradient_checkpointing_disable()
+        set_activation_checkpointing(self.model, False)
         super().finalize_training()

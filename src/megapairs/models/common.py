@@ -140,7 +140,7 @@ def stack_pixels(images: Sequence[Any], preprocess: Callable[[Image.Image], np.n
 
 
 def warn_truncated(tokenizer, texts: list[str], max_length: int, what: str) -> None:
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
     over = [n for n in lengths if n > max_length]
     if over:
         log.warning("%s: %d of %d texts are longer than %d tokens (max %d) and were truncated",
@@ -249,11 +249,12 @@ class EmbeddingRetriever(nn.Module):
             out.append(self(**inputs).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, 0)
 
-    def encode(self, images: ImagesArg = None, text: TextArg = None) -> torch.Tensor:
+    def encode(self, images: ImagesArg = None, text: TextArg = None, *, role: str | None = None) -> torch.Tensor:
         """images only -> candidates; text only -> text queries; both -> composed queries.
-        Returns L2-normalised float32 (B, D) on CPU."""
+        `role="candidate"` embeds text as a candidate (matters for prompted models, e.g. image -> text
+        search with the MLLM). Returns L2-normalised float32 (B, D) on CPU."""
         imgs, texts, _ = pair_inputs(images, text)
-        role = "candidate" if texts is None else "query"
+        role = role or ("candidate" if texts is None else "query")
         was_training = self.training
         self.eval()
         try:
@@ -261,6 +262,21 @@ class EmbeddingRetriever(nn.Module):
                 return self.encode_inputs(role, imgs, texts)
         finally:
             self.train(was_training)
+
+
+def set_activation_checkpointing(model, on: bool) -> None:
+    """Turn activation (gradient) checkpointing of a transformers model on or off, with the
+    non-reentrant implementation (works with frozen inputs and LoRA)."""
+    if on:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(model, "supports_gradient_checkpointing", False):
+        if hasattr(model, "activation_checkpointing_disable"):
+            model.activation_checkpointing_disable()
+        else:
+            model.gradient_checkpointing_disable()
 
 
 def to_device(inputs: Inputs, device: torch.device | str) -> Inputs:

@@ -22,7 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from megapairs.embed.backends.base import pick_device
-from megapairs.models.common import EmbeddingRetriever, Inputs, folder_fingerprint, load_image, write_meta
+from megapairs.models.common import (
+    EmbeddingRetriever,
+    Inputs,
+    folder_fingerprint,
+    load_image,
+    set_activation_checkpointing,
+    write_meta,
+)
 
 log = logging.getLogger("megapairs")
 
@@ -183,21 +190,6 @@ class MLLMRetriever(EmbeddingRetriever):
         last = out.last_hidden_state[:, -1]  # (B, H): hidden state of the final prompt token
         return F.normalize(last.float(), dim=-1)  # (B, H)
 
-    def encode(self, images=None, text=None, *, role: str | None = None) -> torch.Tensor:
-        """As `Retriever.encode`; `role="candidate"` embeds text with the candidate prompt (I2T)."""
-        if role is None:
-            return super().encode(images, text)
-        from megapairs.models.common import pair_inputs
-
-        imgs, texts, _ = pair_inputs(images, text)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                return self.encode_inputs(role, imgs, texts)
-        finally:
-            self.train(was_training)
-
     # -- training --------------------------------------------------------------------------------
     def prepare_for_training(self, cfg: Any) -> None:
         if cfg.lora_r > 0:
@@ -215,11 +207,10 @@ class MLLMRetriever(EmbeddingRetriever):
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         base.lm_head.requires_grad_(False)
         if cfg.gradient_checkpointing:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            set_activation_checkpointing(base, True)
 
     def finalize_training(self) -> None:
         if hasattr(self.model, "merge_and_unload"):
             self.model = self.model.merge_and_unload()
-        if getattr(self.model, "is_gradient_checkpointing", False):
-            self.model.gradient_checkpointing_disable()
+        set_activation_checkpointing(self.model, False)
         super().finalize_training()

@@ -87,7 +87,7 @@ class CLIPModel(_BaseCLIPModel):
         if not hasattr(self, "tokenizer"):
             raise RuntimeError("call model.set_processor(model_name) before encoding")
         limit = self.max_text_length
-        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        lengths = [len(ids) for ids in self.tokenizer(texts, verbose=False)["input_ids"]]
         too_long = sum(n > limit for n in lengths)
         if too_long:
             logger.warning("%d text(s) longer than %d tokens were truncated", too_long, limit)

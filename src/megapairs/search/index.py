@@ -24,9 +24,9 @@ import math
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import faiss
 import numpy as np
@@ -61,15 +61,17 @@ class RetrieverMismatchError(SearchIndexError):
     """The retriever given for querying is not the one whose embeddings the index holds."""
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
+    """One result: the gallery item's path and id, its score (inner product of unit vectors) and
+    1-based rank. A named tuple: immutable and cheap to make (search makes k per query)."""
+
     path: str
     id: str
     score: float
-    rank: int  # 1-based
+    rank: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 @dataclass(frozen=True)
@@ -146,19 +148,21 @@ class GalleryIndex:
     @classmethod
     def load(cls, folder: str | Path, retriever: Any = None, *, nprobe: int | None = None,
              mmap: bool = False) -> "GalleryIndex":
-        """Open a finished index. `retriever` may be None to search with precomputed vectors only."""
+        """Open a finished index. `retriever` may be None to search with precomputed vectors only.
+        `nprobe` overrides the stored IVF setting; `mmap` leaves embeddings.npy on disk."""
         folder = Path(folder).expanduser()
         meta = read_meta(folder)
         if retriever is not None:
             check_retriever(meta, retriever, folder)
-        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r" if mmap else None)
+        fmeta = meta["faiss"]
+        # a trained index file holds its own copy of the vectors: keep the .npy on disk then
+        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r" if mmap or fmeta.get("file") else None)
         items = pq.read_table(folder / ITEMS)
         if embeddings.shape != (meta["count"], meta["dim"]) or items.num_rows != meta["count"]:
             raise SearchIndexError(
                 f"{folder} is inconsistent: index.json says {meta['count']} x {meta['dim']}, "
                 f"{EMBEDDINGS} is {embeddings.shape}, {ITEMS} has {items.num_rows} rows; rebuild it"
             )
-        fmeta = meta["faiss"]
         if fmeta.get("file"):
             index = faiss.read_index(str(folder / fmeta["file"]))
         else:
@@ -223,11 +227,12 @@ class GalleryIndex:
     @classmethod
     def build(cls, gallery: str | Path | Sequence[str | Path], retriever: Any, out: str | Path, *,
               batch_size: int = 32, shard_size: int = 2048, options: IndexOptions | None = None,
-              overwrite: bool = False, progress: bool | None = None, decode_threads: int = 2,
+              overwrite: bool = False, progress: bool = True, decode_threads: int = 1,
               ) -> "GalleryIndex":
         """Embed every gallery image with `retriever` into an index folder `out` and return it loaded.
         Interrupted builds resume from their finished shards; a finished index with the same
-        retriever and gallery is returned as is."""
+        retriever and gallery is returned as is. `decode_threads` read and decode the next batch
+        while the current one is encoded (0: decode inline)."""
         return IndexBuilder(retriever, Path(out).expanduser(), batch_size=batch_size, shard_size=shard_size,
                             options=options or IndexOptions(), overwrite=overwrite, progress=progress,
                             decode_threads=decode_threads).run(list_gallery(gallery))
@@ -251,7 +256,7 @@ class GalleryIndex:
                           "caption": pa.array(list(captions) if captions else [None] * len(ids), pa.string())})
         write_table(out / ITEMS, items)
         write_table(out / SKIPPED, _empty_skipped())
-        meta = _finish(out, spec, preprocess_id, vectors.shape[1], len(ids), options or IndexOptions(),
+        _finish(out, spec, preprocess_id, vectors.shape[1], len(ids), options or IndexOptions(),
                        {"kind": "vectors", "source": "from_vectors", "listed": len(ids), "skipped": {}}, {})
         return cls.load(out, retriever)
 
@@ -288,7 +293,7 @@ def check_retriever(meta: dict[str, Any], retriever: Any, folder: Path | str) ->
 # -- building, step by step -----------------------------------------------------------------------
 class IndexBuilder:
     def __init__(self, retriever: Any, out: Path, *, batch_size: int, shard_size: int, options: IndexOptions,
-                 overwrite: bool, progress: bool | None, decode_threads: int) -> None:
+                 overwrite: bool, progress: bool, decode_threads: int) -> None:
         if batch_size < 1 or shard_size < 1:
             raise ValueError("batch_size and shard_size must be >= 1")
         self.retriever = retriever
@@ -298,7 +303,7 @@ class IndexBuilder:
         self.options = options
         self.overwrite = overwrite
         self.progress = progress
-        self.decode_threads = max(1, decode_threads)
+        self.decode_threads = max(0, decode_threads)  # 0: decode inline, no prefetch
 
     def identity(self, gallery: Gallery) -> dict[str, Any]:
         listing = hashlib.sha256("\n".join(it.src for it in gallery.items).encode()).hexdigest()[:16]
@@ -325,28 +330,36 @@ class IndexBuilder:
             ) from e
         tasks = list(enumerate(chunks(gallery.items, self.shard_size)))
         done = set(art.done_shards())
-        bar = Progress(len(gallery.items), f"index {self.out.name}", disable=self.progress is False or None)
+        bar = Progress(len(gallery.items), f"index {self.out.name}", disable=self.progress is False)
         bar.update(sum(len(items) for i, items in tasks if i in done))
-        with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
+        pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") if self.decode_threads else None
+        try:
             for i, items in tasks:
                 if i not in done:
                     self.write_shard(art, i, items, pool, bar)
-        timers = _close(bar)
-        meta = self.consolidate(art, len(tasks), gallery, config_hash, timers)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        timers = bar.close()
+        self.consolidate(art, len(tasks), gallery, config_hash, timers)
         shutil.rmtree(art.path, ignore_errors=True)
         return GalleryIndex.load(self.out, self.retriever)
 
-    def write_shard(self, art: Artifact, shard: int, items: Sequence[GalleryItem], pool: ThreadPoolExecutor,
+    def write_shard(self, art: Artifact, shard: int, items: Sequence[GalleryItem], pool: ThreadPoolExecutor | None,
                     bar: Progress) -> None:
         rows: list[dict[str, Any]] = []
         vectors: list[np.ndarray] = []
         batches = list(chunks(items, self.batch_size))
-        pending = [pool.submit(_read_all, batches[0])] if batches else []
+        pending = [pool.submit(_read_all, batches[0])] if batches and pool else []
         for b in range(len(batches)):
-            if b + 1 < len(batches):  # decode the next batch while this one is encoded
-                pending.append(pool.submit(_read_all, batches[b + 1]))
-            with bar.timer("decode_wait"):
-                decoded = pending.pop(0).result()
+            if pool is None:  # decode inline
+                with bar.timer("decode"):
+                    decoded = _read_all(batches[b])
+            else:
+                if b + 1 < len(batches):  # decode the next batch while this one is encoded
+                    pending.append(pool.submit(_read_all, batches[b + 1]))
+                with bar.timer("decode_wait"):
+                    decoded = pending.pop(0).result()
             images = []
             for item, (data_id, image, error) in zip(batches[b], decoded):
                 row = {"id": item.id or data_id, "path": item.path, "src": item.src, "caption": item.caption,
@@ -422,13 +435,6 @@ class IndexBuilder:
         return _finish(self.out, self.retriever.spec, self.retriever.preprocess_id, dim, count, self.options,
                        {"kind": gallery.kind, "source": gallery.source, "listed": len(gallery.items),
                         "skipped": counts}, build)
-
-
-def _close(bar: Progress) -> dict[str, float]:
-    """Progress.close(), without its summary line (which fails on a disabled tqdm bar)."""
-    bar.bar.close()
-    wall = time.perf_counter() - bar.start
-    return {"wall_s": round(wall, 3), **{f"{k}_s": round(v, 3) for k, v in bar.timers.items()}}
 
 
 def _read_all(items: Sequence[GalleryItem]) -> list[tuple[str | None, Any, Exception | None]]:

@@ -11,8 +11,8 @@ Only gallery pictures are ever served, found by id in the index; nothing in a re
 path. SVG and other non-web formats are re-encoded, never passed through.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the route functions' annotations
+# (e.g. `request: Request`) at runtime, and Request is imported inside create_app.
 import threading
 import time
 from pathlib import Path
@@ -57,15 +57,19 @@ class BodyLimit:
             await self._reject(send)
             return
         seen = 0
+        more = True  # whether the client still has body to send
         started = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, more
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                more = message.get("more_body", False)
                 if seen > self.limit:
                     raise UploadTooLarge()
+            else:
+                more = False
             return message
 
         async def tracking_send(message):
@@ -79,10 +83,12 @@ class BodyLimit:
         except UploadTooLarge:
             if started:
                 raise
-            await self._drain(receive, seen)
+            if more:
+                await self._drain(receive, seen)
             await self._reject(send)
 
     async def _drain(self, receive, seen: int) -> None:
+        """Read and drop the rest of the body (never past the end: that would wait for a disconnect)."""
         more = True
         while more and seen <= self.drain:
             message = await receive()
@@ -152,30 +158,33 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
     @app.post("/api/search")
     async def search(request: Request):
         t0 = time.perf_counter()
-        form = await request.form(max_files=1, max_fields=10)
-        upload = form.get("image")
-        text = _field(form, "text")
-        gallery_id = _field(form, "gallery_id") or None
-        k = _parse_k(_field(form, "k"))
-        image = None
-        exclude: list[str] = []
-        query: dict[str, Any] = {"text": text or None, "k": k}
-        if upload is not None and not isinstance(upload, str) and (upload.filename or upload.size):
-            if gallery_id:
-                raise HTTPException(400, "Give either an uploaded image or a gallery image, not both.")
-            data = await upload.read(max_upload_bytes + 1)
-            if len(data) > max_upload_bytes:
-                raise HTTPException(413, too_large)
-            image = await run_in_threadpool(_decode_upload, data, upload.filename or "upload")
-            exclude.append(content_id(data))
-            query["image"] = {"upload": upload.filename or "upload"}
-        elif gallery_id:
-            item = idx.item(str(gallery_id))
-            if item is None:
-                raise HTTPException(404, "No gallery image has that id.")
-            image = (await run_in_threadpool(read_item, item.src))[1]
-            exclude.append(item.id)
-            query["image"] = gallery_entry(idx.row_of[item.id])
+        async with request.form(max_files=1, max_fields=10) as form:  # closes spooled uploads at the end
+            upload = form.get("image")
+            text = _field(form, "text")
+            gallery_id = _field(form, "gallery_id") or None
+            k = _parse_k(_field(form, "k"))
+            image = None
+            exclude: list[str] = []
+            query: dict[str, Any] = {"text": text or None, "k": k}
+            if upload is not None and not isinstance(upload, str) and (upload.filename or upload.size):
+                if gallery_id:
+                    raise HTTPException(400, "Give either an uploaded image or a gallery image, not both.")
+                data = await upload.read(max_upload_bytes + 1)
+                if len(data) > max_upload_bytes:
+                    raise HTTPException(413, too_large)
+                image = await run_in_threadpool(_decode_upload, data, upload.filename or "upload")
+                exclude.append(content_id(data))
+                query["image"] = {"upload": upload.filename or "upload"}
+            elif gallery_id:
+                item = idx.item(gallery_id)
+                if item is None:
+                    raise HTTPException(404, "No gallery image has that id.")
+                try:
+                    image = (await run_in_threadpool(read_item, item.src))[1]
+                except (OSError, DecodeError) as e:
+                    raise HTTPException(410, f"That gallery image can no longer be read: {type(e).__name__}") from None
+                exclude.append(item.id)
+                query["image"] = gallery_entry(idx.row_of[item.id])
         if image is None and not text:
             raise HTTPException(400, "Give a query image (upload one or pick one from the gallery), "
                                      "a text instruction, or both.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 
@@ -15,4 +16,6 @@ def apply_lora(model, cfg: Any, default_targets: tuple[str, ...]):
     targets = list(cfg.lora_targets) or list(default_targets)
     config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                         target_modules=targets, bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft 0.21 reads a property transformers 5 deprecated
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)

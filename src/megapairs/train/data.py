@@ -1,0 +1,177 @@
+"""Training triplets: reading, per-step sampling, collation.
+
+Reading goes through `megapairs.export.reader`, so `--data` may be our export (a dataset folder
+with `train/` and `validation/` splits, or one table file) or the released MegaPairs layout, in
+Parquet, JSONL, JSON or WebDataset tar, with the column aliases of other loaders. Rows carry
+`q_img`, `q_text` (list of instructions), `t_img` and `hns` (`hns[0]` is the query image); image
+paths come back absolute (relative ones resolve against `image_root` or the dataset folder).
+
+Per step, each query gets: one instruction sampled from its list, its positive, and
+`num_hard_negatives` negatives: the query image first (always), then a sample of the other mined
+negatives; rows with too few are topped up with other rows' positives. Every choice is drawn from
+`rng(seed, epoch, row)`, so it does not depend on workers, devices or restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from megapairs.models.common import load_image
+
+log = logging.getLogger("megapairs")
+
+COLUMNS = ("q_img", "q_text", "t_img", "hns")
+SCHEMA = pa.schema([("q_img", pa.string()), ("q_text", pa.list_(pa.string())), ("t_img", pa.string()),
+                    ("hns", pa.list_(pa.string()))])
+
+
+@dataclass
+class TripletTable:
+    """Triplets in one Arrow table (absolute image paths), read once and shared by workers."""
+
+    table: pa.Table
+    source: str
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def row(self, i: int) -> dict[str, Any]:
+        return {c: self.table.column(c)[i].as_py() for c in COLUMNS}
+
+
+def load_triplets(path: str | Path, image_root: str | Path | None = None, *,
+                  split: str | None = "train") -> TripletTable:
+    """All triplets of `split` under `path` (a folder or one table file)."""
+    from megapairs.export.reader import read_triplets
+
+    cols: dict[str, list] = {c: [] for c in COLUMNS}
+    for row in read_triplets(path, split, image_root=image_root or None):
+        for c in COLUMNS:
+            cols[c].append(row[c])
+    table = pa.table(cols, schema=SCHEMA)
+    if table.num_rows == 0:
+        raise ValueError(f"no triplets found in {path}" + (f" (split {split!r})" if split else ""))
+    return TripletTable(table, str(path))
+
+
+def validation_split(path: str | Path, image_root: str | Path | None = None) -> TripletTable | None:
+    """The dataset's own validation split, when it has one distinct from its train split."""
+    from megapairs.export.reader import find_tables
+
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    val = find_tables(path, "validation")
+    if not val or set(val) == set(find_tables(path, "train")):
+        return None
+    return load_triplets(path, image_root, split="validation")
+
+
+# -- dataset --------------------------------------------------------------------------------------
+class TripletDataset(torch.utils.data.Dataset):
+    """Map-style dataset indexed by `(position, epoch)`; position indexes `rows` (a subset of the table)."""
+
+    def __init__(self, data: TripletTable, rows: np.ndarray | None = None, *, num_hard_negatives: int = 4,
+                 seed: int = 0, sample_instruction: bool = True) -> None:
+        self.data = data
+        self.rows = np.arange(len(data)) if rows is None else np.asarray(rows)
+        self.k = num_hard_negatives
+        self.seed = seed
+        self.sample_instruction = sample_instruction
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def choose(self, pos: int, epoch: int) -> dict[str, Any]:
+        """The step's choices for one row, as image references (paths / bytes), not pixels."""
+        i = int(self.rows[pos])
+        row = self.data.row(i)
+        rng = np.random.default_rng([self.seed, epoch, i])
+        texts = row["q_text"] if isinstance(row["q_text"], list) else [row["q_text"]]
+        if not texts:
+            raise ValueError(f"triplet row {i} has no instruction")
+        text = texts[int(rng.integers(len(texts)))] if self.sample_instruction else texts[0]
+        q_img, t_img = row["q_img"], row["t_img"]
+        others = [h for h in (row["hns"] or []) if h != q_img and h != t_img]
+        if len(others) > self.k - 1:
+            others = [others[j] for j in sorted(rng.choice(len(others), self.k - 1, replace=False))]
+        negatives = [q_img] + others
+        while len(negatives) < self.k:  # top up with positives of random other rows
+            j = int(self.rows[int(rng.integers(len(self.rows)))])
+            if j != i or len(self.rows) == 1:
+                negatives.append(self.data.row(j)["t_img"])
+        return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img, *negatives]}
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
+        pos, epoch = key if isinstance(key, tuple) else (key, 0)
+        item = self.choose(pos, epoch)
+        item["query_image"] = load_image(item["query_image"])
+        item["candidates"] = [load_image(c) for c in item["candidates"]]
+        return item
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Yields, for steps `start..total-1`, this rank's share of the step's global batch as a list of
+    `(position, epoch)`. The order of an epoch is a permutation drawn from `(seed, epoch)`, so the
+    data position is a function of the step alone and resuming needs nothing but the step."""
+
+    def __init__(self, n: int, global_batch: int, *, seed: int, start_step: int, total_steps: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if global_batch % world_size:
+            raise ValueError(f"batch_size {global_batch} is not divisible by the {world_size} devices")
+        if n < global_batch:
+            raise ValueError(f"only {n} training triplets, fewer than one batch of {global_batch}")
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.start, self.total = start_step, total_steps
+        self.rank, self.local = rank, global_batch // world_size
+        self.steps_per_epoch = n // global_batch
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def order(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch, 7]).permutation(self.n))
+        return self._perm[1]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        epoch, b = divmod(step, self.steps_per_epoch)
+        start = b * self.global_batch + self.rank * self.local
+        return [(int(p), epoch) for p in self.order(epoch)[start:start + self.local]]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.total):
+            yield self.batch(step)
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+
+def split_rows(n: int, eval_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold `eval_size` rows out (a seeded choice); the rest train. Both sorted."""
+    if eval_size <= 0:
+        return np.arange(n), np.arange(0)
+    if eval_size >= n:
+        raise ValueError(f"eval_size {eval_size} leaves no training rows out of {n}")
+    perm = np.random.default_rng([seed, 1234]).permutation(n)
+    return np.sort(perm[eval_size:]), np.sort(perm[:eval_size])
+
+
+class TripletCollator:
+    """Items -> {"query": inputs (B, ...), "candidate": inputs (B*G, ...), "group": G}, through the
+    retriever's processor. Candidates are grouped per query: [positive, negative_1..negative_k]."""
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        group = len(items[0]["candidates"])
+        query = self.processor(images=[it["query_image"] for it in items], texts=[it["text"] for it in items],
+                               role="query")
+        cands = self.processor(images=[c for it in items for c in it["candidates"]], texts=None, role="candidate")
+        return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items]}
