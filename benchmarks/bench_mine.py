@@ -37,7 +37,7 @@ def main() -> None:
     write_embeddings(root, n, dims)
     print(f"synthetic embeddings: {n} x {dims} in {time.perf_counter() - t0:.1f}s")
     kind = "ivf" if args.scale else "flat"
-    cfg = MineConfig(k=args.k, index=kind, nprobe=args.nprobe, band_units="quantile",
+    cfg = MineConfig(k=args.k, index=kind, nprobe=args.nprobe, band_units="score",
                      bands={v: [0.5, 0.999] for v in dims}, query_shard_size=100_000)
 
     # Bare FAISS: build the same indexes and search every vector in every view, nothing else.

@@ -33,7 +33,10 @@ def _select(bands, **kw):
     mats, ids, knn = _setup()
     opts = dict(near_duplicate={"image": 0.98}, max_targets=5, num_hard_negatives=3, seed=0)
     opts.update(kw)
-    return select_pairs(np.array([0]), knn, bands, mats, ids, **opts)
+    columns, stats = select_pairs(np.array([0]), knn, bands, mats, ids, **opts)
+    n = len(columns["query_id"])
+    rows = [{k: (v[i].item() if isinstance(v, np.ndarray) else v[i]) for k, v in columns.items()} for i in range(n)]
+    return rows, stats
 
 
 def test_band_self_near_duplicate_and_provenance():
@@ -50,6 +53,10 @@ def test_band_self_near_duplicate_and_provenance():
         assert len(r["hard_negatives"]) == 3 and len(set(r["hard_negatives"])) == 3
         assert r["best_score"] == pytest.approx(r[f"score_{r['best_view']}"])
     assert stats.kept_by_view["image"] == 2
+    kept = [r["target_id"] for r in rows]
+    for r in rows:  # the query's other kept targets are the first mined negatives
+        others = [t for t in kept if t != r["target_id"]]
+        assert set(r["hard_negatives"][1 : 1 + len(others)]) == set(others[:2])
 
 
 def test_cap_and_determinism():

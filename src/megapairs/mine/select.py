@@ -1,4 +1,4 @@
-"""Pair selection for one batch of queries, from each view's KNN results. Pure NumPy + Python.
+"""Pair selection for one batch of queries, from each view's KNN results. Vectorised NumPy.
 
 Rules (the paper's, with the unknowns made explicit):
 - a (query, target) pair is kept when at least one view retrieved the target among its top-k
@@ -6,17 +6,19 @@ Rules (the paper's, with the unknowns made explicit):
 - the query itself and near-duplicates (a score at or above `near_duplicate[view]` in any listed
   view, whichever view found the pair) are dropped;
 - targets are ordered by how many views found them, then their best rank in a finding view
-  (ties: view order), and capped per query;
-- hard negatives: the query image first, then other images retrieved for the same query
-  (other kept targets first), in a seeded shuffle.
+  (ties: view order, then row), and capped per query;
+- hard negatives: the query image first, then other images retrieved for the same query (other
+  kept targets first), ordered by a hash of (seed, query, target, candidate): a seeded shuffle.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+HIST_BINS = np.linspace(-1.0, 1.0, 41)  # 0.05-wide bins over cosine similarity
+_M = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @dataclass
@@ -26,16 +28,21 @@ class Stats:
     hist_kept: dict[str, list[int]] = field(default_factory=dict)
     hist_all: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, d: dict[str, int], key: str, n: int = 1) -> None:
-        d[key] = d.get(key, 0) + n
+    def add(self, key: str, n: int) -> None:
+        if n:
+            self.dropped[key] = self.dropped.get(key, 0) + int(n)
 
 
-HIST_BINS = np.linspace(-1.0, 1.0, 41)  # 0.05-wide bins over cosine similarity
-
-
-def _rng(seed: int, *keys: str) -> np.random.Generator:
-    h = hashlib.sha256(("|".join([str(seed), *keys])).encode()).digest()
-    return np.random.default_rng(int.from_bytes(h[:8], "little"))
+def mix64(*parts: np.ndarray | int) -> np.ndarray:
+    """A splitmix64-style hash of int64 arrays (broadcast): deterministic pseudo-random keys."""
+    with np.errstate(over="ignore"):
+        h = np.uint64(0x9E3779B97F4A7C15)
+        for p in parts:
+            h = (h ^ np.asarray(p).astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h = h ^ (h >> np.uint64(31))
+            h = h * np.uint64(0x94D049BB133111EB)
+            h = h ^ (h >> np.uint64(29))
+    return h
 
 
 def pair_scores(mats: dict[str, np.ndarray], q: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,6 +57,10 @@ def pair_scores(mats: dict[str, np.ndarray], q: np.ndarray, t: np.ndarray) -> di
     return out
 
 
+def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+
+
 def select_pairs(
     q_rows: np.ndarray,  # (Q,) row numbers of the queries
     knn: dict[str, tuple[np.ndarray, np.ndarray]],  # view -> (scores (Q,K), rows (Q,K))
@@ -61,78 +72,119 @@ def select_pairs(
     max_targets: int,
     num_hard_negatives: int,
     seed: int,
-) -> tuple[list[dict], Stats]:
+) -> tuple[dict[str, list | np.ndarray], Stats]:
+    """Returns the pairs as columns (see `mine.stage.pairs_schema`) and statistics."""
     views = list(knn)
     stats = Stats(kept_by_view={v: 0 for v in views})
-    for v in views:
+    q_rows = np.asarray(q_rows, dtype=np.int64)
+    Q = len(q_rows)
+    cand_q, cand_t, cand_rank, cand_view, cand_in = [], [], [], [], []
+    for vi, v in enumerate(views):
         s, r = knn[v]
-        valid = (r >= 0) & (r != q_rows[:, None])
+        valid = (r >= 0) & (r != q_rows[:, None])  # (Q, K)
+        rank = np.cumsum(valid, axis=1) - 1  # rank among valid neighbours
+        lo, hi = bands[v]
+        inband = valid & (s > lo) & (s < hi)
         stats.hist_all[v] = np.histogram(s[valid], HIST_BINS)[0].tolist()
-    per_query: list[tuple[int, dict[int, list], list[int]]] = []
-    for qi, q in enumerate(q_rows):
-        found: dict[int, list] = {}  # target row -> [best rank, [views]]
-        pool: list[int] = []
-        seen: set[int] = set()
-        for v in views:
-            s, r = knn[v][0][qi], knn[v][1][qi]
-            lo, hi = bands[v]
-            rank = 0
-            for score, t in zip(s.tolist(), r.tolist()):
-                if t < 0 or t == q:
-                    continue
-                if t not in seen:
-                    seen.add(t)
-                    pool.append(t)
-                if lo < score < hi:
-                    entry = found.setdefault(t, [rank, []])
-                    entry[0] = min(entry[0], rank)
-                    entry[1].append(v)
-                elif score >= hi:
-                    stats.add(stats.dropped, f"above_band:{v}")
-                else:
-                    stats.add(stats.dropped, f"below_band:{v}")
-                rank += 1
-        per_query.append((int(q), found, pool))
+        stats.add(f"above_band:{v}", int((valid & (s >= hi)).sum()))
+        stats.add(f"below_band:{v}", int((valid & (s <= lo)).sum()))
+        qi, ki = np.nonzero(valid)
+        cand_q.append(qi)
+        cand_t.append(r[qi, ki])
+        cand_rank.append(rank[qi, ki])
+        cand_view.append(np.full(len(qi), vi))
+        cand_in.append(inband[qi, ki])
+    cq, ct = np.concatenate(cand_q), np.concatenate(cand_t).astype(np.int64)
+    crank, cview, cin = np.concatenate(cand_rank), np.concatenate(cand_view), np.concatenate(cand_in)
+    n_all = max(len(ids), 1)
 
-    # Near-duplicate check on every candidate pair, in every view at once.
-    cand_q = np.array([q for q, found, _ in per_query for _ in found], dtype=np.int64)
-    cand_t = np.array([t for _, found, _ in per_query for t in found], dtype=np.int64)
-    scores = pair_scores(mats, cand_q, cand_t)
-    score_of = {}
-    for j, (q, t) in enumerate(zip(cand_q.tolist(), cand_t.tolist())):
-        score_of[(q, t)] = {v: float(scores[v][j]) for v in scores}
+    # Found pairs: in-band (query, target), merged over views.
+    fkey = cq[cin] * n_all + ct[cin]
+    order = np.lexsort((cview[cin], crank[cin], fkey))
+    fkey, frank, fview = fkey[order], crank[cin][order], cview[cin][order]
+    starts = _group_starts(fkey) if len(fkey) else np.zeros(0, np.int64)
+    pk = fkey[starts]
+    p_q, p_t = pk // n_all, pk % n_all  # query position in batch, target row
+    p_rank = frank[starts]  # best rank (sorted by rank within the pair)
+    p_mask = np.bitwise_or.reduceat(1 << fview, starts) if len(fkey) else np.zeros(0, np.int64)
+    p_first = np.minimum.reduceat(fview, starts) if len(fkey) else np.zeros(0, np.int64)
+    p_nviews = np.array([bin(m).count("1") for m in p_mask.tolist()], dtype=np.int64)
 
-    rows: list[dict] = []
-    for q, found, pool in per_query:
-        kept = []
-        for t, (rank, fviews) in found.items():
-            sc = score_of[(q, t)]
-            if any(sc[v] >= thr for v, thr in near_duplicate.items() if v in sc):
-                stats.add(stats.dropped, "near_duplicate")
-                continue
-            kept.append((-len(fviews), rank, views.index(fviews[0]), t, fviews, sc))
-        kept.sort(key=lambda x: x[:4])
-        if len(kept) > max_targets:
-            stats.add(stats.dropped, "over_cap", len(kept) - max_targets)
-            kept = kept[:max_targets]
-        kept_rows = [k[3] for k in kept]
-        for pair_rank, (_, _, _, t, fviews, sc) in enumerate(kept):
-            others_kept = [x for x in kept_rows if x != t]
-            others = [x for x in pool if x != t and x not in kept_rows]
-            rng = _rng(seed, ids[q], ids[t])
-            rng.shuffle(others_kept)
-            rng.shuffle(others)
-            negs = [q] + (others_kept + others)[: num_hard_negatives - 1]
-            best_view = max(fviews, key=lambda v: sc[v] - bands[v][0])
-            for v in fviews:
-                stats.kept_by_view[v] += 1
-            rows.append({
-                "query_id": ids[q], "target_id": ids[t], "found_by": fviews,
-                "best_view": best_view, "best_score": sc[best_view],
-                **{f"score_{v}": sc.get(v) for v in mats},
-                "hard_negatives": [ids[x] for x in negs], "pair_rank": pair_rank,
-            })
-    for v in views:
-        vals = [r[f"score_{v}"] for r in rows if v in r["found_by"]]
-        stats.hist_kept[v] = np.histogram(vals, HIST_BINS)[0].tolist()
-    return rows, stats
+    scores = pair_scores(mats, q_rows[p_q], p_t)
+    near = np.zeros(len(pk), bool)
+    for v, thr in near_duplicate.items():
+        if v in scores:
+            near |= scores[v] >= thr
+    stats.add("near_duplicate", int(near.sum()))
+    keep = ~near
+    p_q, p_t, p_rank, p_mask, p_first, p_nviews = (a[keep] for a in (p_q, p_t, p_rank, p_mask, p_first, p_nviews))
+    scores = {v: s[keep] for v, s in scores.items()}
+
+    # Order within each query and cap.
+    order = np.lexsort((p_t, p_first, p_rank, -p_nviews, p_q))
+    p_q, p_t, p_rank, p_mask = p_q[order], p_t[order], p_rank[order], p_mask[order]
+    scores = {v: s[order] for v, s in scores.items()}
+    qs = _group_starts(p_q) if len(p_q) else np.zeros(0, np.int64)
+    pos = np.arange(len(p_q)) - np.repeat(qs, np.diff(np.r_[qs, len(p_q)]))  # rank within query
+    capped = pos < max_targets
+    stats.add("over_cap", int((~capped).sum()))
+    p_q, p_t, p_mask, pos = p_q[capped], p_t[capped], p_mask[capped], pos[capped]
+    scores = {v: s[capped] for v, s in scores.items()}
+
+    negs = _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, num_hard_negatives, seed)  # (P, n-1)
+
+    # Columns, built without a Python loop over pairs.
+    id_arr = np.asarray(ids, dtype=object)
+    q_abs = q_rows[p_q]
+    mask_bits = np.stack([(p_mask >> vi & 1).astype(bool) for vi in range(len(views))], 1)  # (P, V)
+    margin = np.stack([scores[v] - bands[v][0] for v in views], 1)  # (P, V): how far inside the band
+    best = np.where(mask_bits, margin, -np.inf).argmax(1)
+    best_view = np.asarray(views, dtype=object)[best]
+    best_score = np.stack([scores[v] for v in views], 1)[np.arange(len(p_q)), best]
+    names = np.asarray(views, dtype=object)
+    found_by = [names[m].tolist() for m in mask_bits]
+    hns = np.concatenate([q_abs[:, None], negs], 1)  # (P, n): hns[0] is the query
+    hn_lists = [id_arr[row[row >= 0]].tolist() for row in hns]
+    for vi, v in enumerate(views):
+        stats.kept_by_view[v] = int(mask_bits[:, vi].sum())
+        stats.hist_kept[v] = np.histogram(scores[v][mask_bits[:, vi]], HIST_BINS)[0].tolist()
+    columns = {
+        "query_id": id_arr[q_abs].tolist(), "target_id": id_arr[p_t].tolist(), "found_by": found_by,
+        "best_view": best_view.tolist(), "best_score": best_score.astype(np.float32),
+        **{f"score_{v}": scores[v].astype(np.float32) for v in mats},
+        "hard_negatives": hn_lists, "pair_rank": pos.astype(np.int32),
+    }
+    return columns, stats
+
+
+def _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, n_neg, seed) -> np.ndarray:
+    """For each kept pair: up to n_neg - 1 other images retrieved for its query, as rows (P, n-1)
+    padded with -1 (the caller prepends the query image). Other kept targets come first, then a
+    seeded order."""
+    if n_neg <= 1 or len(p_q) == 0:
+        return np.full((len(p_q), max(n_neg - 1, 0)), -1, dtype=np.int64)
+    # Unique candidates per query (any view).
+    ukey = np.unique(cq * n_all + ct)
+    u_q, u_t = ukey // n_all, ukey % n_all
+    u_start = np.searchsorted(u_q, np.arange(Q + 1))
+    counts = u_start[1:] - u_start[:-1]  # (Q,)
+    # Expand: every kept pair x every candidate of its query.
+    reps = counts[p_q]
+    pair_idx = np.repeat(np.arange(len(p_q)), reps)
+    offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    cand = u_t[u_start[p_q][pair_idx] + offs]
+    ok = cand != p_t[pair_idx]
+    pair_idx, cand = pair_idx[ok], cand[ok]
+    kept_keys = np.sort(p_q * n_all + p_t)
+    ck = p_q[pair_idx] * n_all + cand
+    pos = np.searchsorted(kept_keys, ck)
+    is_target = (pos < len(kept_keys)) & (kept_keys[np.minimum(pos, len(kept_keys) - 1)] == ck)
+    h = mix64(seed, q_rows[p_q[pair_idx]], p_t[pair_idx], cand)
+    order = np.lexsort((h, ~is_target, pair_idx))
+    pair_idx, cand = pair_idx[order], cand[order]
+    starts = np.searchsorted(pair_idx, np.arange(len(p_q) + 1))
+    within = np.arange(len(pair_idx)) - starts[pair_idx]
+    take = within < n_neg - 1
+    out = np.full((len(p_q), n_neg - 1), -1, dtype=np.int64)
+    out[pair_idx[take], within[take]] = cand[take]
+    return out

@@ -93,13 +93,14 @@ class MineStage(Stage):
         def work(task: ShardTask) -> None:
             q = np.asarray(task.payload["rows"], dtype=np.int64)
             knn = {v: search(indexes[v], mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
-            rows, stats = select_pairs(
+            columns, stats = select_pairs(
                 q, knn, task.payload["bands"], mats, ids,
                 near_duplicate=c.near_duplicate, max_targets=c.max_targets_per_query,
                 num_hard_negatives=c.num_hard_negatives, seed=c.seed,
             )
-            write_table(art.shard_path(task.index), pa.Table.from_pylist(rows, schema=schema))
-            art.mark_done(task.index, len(rows), [art.shard_path(task.index).name], queries=len(q),
+            table = pa.table(columns, schema=schema)
+            write_table(art.shard_path(task.index), table)
+            art.mark_done(task.index, table.num_rows, [art.shard_path(task.index).name], queries=len(q),
                           kept_by_view=stats.kept_by_view, dropped=stats.dropped,
                           hist_kept=stats.hist_kept, hist_all=stats.hist_all)
 
