@@ -47,6 +47,17 @@ def cmd_run(args) -> int:
     for name, m in manifests.items():
         extra = {k: m[k] for k in ("status_counts", "pairs_by_view", "queries", "status") if k in m}
         print(f"{name}: {m['rows']} rows {json.dumps(extra) if extra else ''}")
+    if "export" in manifests:
+        from megapairs.export.validate import validate_megapairs
+
+        dataset = Path(args.run) / "dataset"
+        problems = validate_megapairs(dataset)
+        for p in problems:
+            print(f"dataset problem: {p}", file=sys.stderr)
+        print(f"dataset: {dataset} ({'valid' if not problems else f'{len(problems)} problems'}); "
+              f"preview: {dataset / 'preview.html'}")
+        if problems:
+            return 1
     if "mine" in manifests and args.command == "run" and not getattr(args, "no_report", False):
         from megapairs.report import pairs_report
 
