@@ -45,3 +45,18 @@ def write_embeddings(root: Path, n: int, dims: dict[str, int], shard: int = 250_
     art.write_manifest(kind="embeddings", num_shards=num, extra={
         "views": {v: {"spec": f"synthetic:{d}", "dim": d, "modality": modality.get(v, "image")} for v, d in dims.items()},
         "dtype": "float16", "normalized": True})
+
+
+def time_stage_worker(stage) -> float:
+    """Seconds for a stage's worker to process every shard, models already loaded: the steady-state
+    pipeline (read, decode, preprocess, encode, write), without the one-off model load."""
+    import time
+
+    art = stage.output()
+    art.begin(overwrite=True)
+    tasks = stage.plan()
+    worker = stage.make_worker()
+    t0 = time.perf_counter()
+    for task in tasks:
+        worker(task)
+    return time.perf_counter() - t0

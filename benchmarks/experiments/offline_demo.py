@@ -15,6 +15,7 @@ Arms (all seed 0, batch 32, lr 1e-3 (the offline default), warm-up 5 %, AdamW, t
     full         100 % of the train triplets, num_hard_negatives=4 (query image + 3 of the 4 mined)
     frac25/50    25 % / 50 % (nested seeded subsets), same epochs (so fewer steps)
     frac25/50-eqsteps   the same subsets, trained for as many steps as `full`
+    full-10ep    as `full`, 10 epochs (added afterwards: is 3 epochs far from converged?)
     hn0          num_hard_negatives=0: no hard negatives, in-batch positives only
     hn1          num_hard_negatives=1: the query image only
 
@@ -52,16 +53,19 @@ def arms() -> dict[str, dict[str, object]]:
         # equal-steps variants get max_steps filled in from the full run
         "frac25-eqsteps": {"train_fraction": 0.25},
         "frac50-eqsteps": {"train_fraction": 0.5},
+        # added after the others had run, to see whether 3 epochs is far from converged
+        "full-10ep": {"epochs": 10},
     }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="/tmp/mp/runs/train-demo/dataset", help="exported dataset folder")
-    p.add_argument("--val", default=None, help="validation triplets for evaluate (default DATA/validation)")
+    p.add_argument("--val", default=None, help="validation triplets for evaluate (default DATA/validation/*.parquet)")
     p.add_argument("--out", default="/tmp/mp/exp/offline-demo")
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-every", type=int, default=34, help="in-training eval (composed R@k) every N steps")
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per process (shared CPU: 1)")
     p.add_argument("--arms", default=None, help="comma list (default all)")
     p.add_argument("--force", action="store_true")
@@ -70,7 +74,11 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
-    val = Path(args.val) if args.val else data / "validation"
+    # `megapairs evaluate --benchmark triplets` reads the *.parquet and *.jsonl files of a folder
+    # alike (an export writes both, so every row would be read twice; merged queries make that
+    # harmless, but the row count doubles): point it at the validation Parquet file itself.
+    parts = sorted((data / "validation").glob("*.parquet"))
+    val = Path(args.val) if args.val else (parts[0] if len(parts) == 1 else data / "validation")
     cache = out / "feature-cache"
     exe = str(Path(sys.executable).parent / "megapairs")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
@@ -110,8 +118,8 @@ def main() -> int:
         return json.loads((dest / "triplets_val.json").read_text())
 
     results: dict[str, dict] = {"zero-shot": {"eval": evaluate("zero-shot", "offline:default")}}
-    common = [f"epochs={args.epochs:g}", f"batch_size={args.batch_size}", "seed=0", "num_workers=0",
-              f"feature_cache_dir={cache}", "save_every=100000", "log_every=20"]
+    common = {"epochs": f"{args.epochs:g}", "batch_size": args.batch_size, "seed": 0, "num_workers": 0,
+              "feature_cache_dir": cache, "save_every": 100000, "log_every": 20, "eval_every": args.eval_every}
     todo = arms()
     if args.arms:
         todo = {k: v for k, v in todo.items() if k in args.arms.split(",")}
@@ -123,9 +131,9 @@ def main() -> int:
                 full_steps = json.loads((out / "runs" / "full" / "train_summary.json").read_text())["steps"]
             over["max_steps"] = full_steps
         run_dir = out / "runs" / name
-        extra = [f"{k}={v}" for k, v in over.items()]
+        extra = [f"{k}={v}" for k, v in {**common, **over}.items()]
         run(f"train-{name}", [exe, "train", "--data", str(data), "--model", "offline:default", "--out",
-                              str(run_dir), *common, *extra], run_dir / "train_summary.json")
+                              str(run_dir), *extra], run_dir / "train_summary.json")
         summary = json.loads((run_dir / "train_summary.json").read_text())
         if name == "full":
             full_steps = summary["steps"]

@@ -18,7 +18,7 @@ class EmbedConfig(ConfigBase):
     dtype: str = "float16"
     batch_size: int = 32
     device: str = "auto"
-    decode_threads: int = 1
+    decode_threads: int = 0  # image decoding threads; 0 = auto (cores - 1, at most 8)
     NOT_HASHED = ("batch_size", "device", "decode_threads")
 
     def validate(self) -> None:

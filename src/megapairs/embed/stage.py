@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import io
+import os
 from typing import Any, Iterator
 
 import numpy as np
@@ -46,13 +47,16 @@ class Encoders:
     def dims(self) -> dict[str, int]:
         return {v: e.dim for v, e in {**self.image, **self.text}.items()}
 
+    def preprocess_one(self, image) -> dict[str, np.ndarray]:
+        """One decoded image -> its (3, H, W) array for every preprocessing key."""
+        return {key: self.image[views[0]].preprocess(image) for key, views in self.groups.items()}
+
     def preprocess(self, images: list) -> dict[str, torch.Tensor]:
         """Decoded images -> one (B, 3, H, W) batch per preprocessing key."""
-        out = {}
-        for key, views in self.groups.items():
-            enc = self.image[views[0]]
-            out[key] = torch.from_numpy(np.stack([enc.preprocess(im) for im in images]))
-        return out
+        return self.collate([self.preprocess_one(im) for im in images])
+
+    def collate(self, arrays: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        return {key: torch.from_numpy(np.stack([a[key] for a in arrays])) for key in self.groups}
 
     def encode(self, batches: dict[str, torch.Tensor], captions: list[str]) -> dict[str, np.ndarray]:
         out = {}
@@ -89,17 +93,19 @@ class EmbedStage(Stage):
         art = self.output()
         dtype = np.float16 if self.config.dtype == "float16" else np.float32
         bs = self.config.batch_size
-        pool = cf.ThreadPoolExecutor(max(1, self.config.decode_threads))
+        threads = self.config.decode_threads or max(1, min(8, (os.cpu_count() or 2) - 1))
+        pool = cf.ThreadPoolExecutor(threads)
+        prep_one = lambda row: encoders.preprocess_one(load_image(row))  # noqa: E731
 
         def batches(rows: list[dict[str, Any]]) -> Iterator[tuple[list[dict], dict[str, torch.Tensor]]]:
-            """Decode + preprocess the next batch in a thread while the model runs on this one."""
+            """Decode + preprocess on `threads` threads, two batches ahead of the model."""
             chunks = [rows[i : i + bs] for i in range(0, len(rows), bs)]
-            prep = lambda chunk: encoders.preprocess([load_image(r) for r in chunk])  # noqa: E731
-            future = pool.submit(prep, chunks[0]) if chunks else None
+            pending = [[pool.submit(prep_one, r) for r in c] for c in chunks[:2]]
             for j, chunk in enumerate(chunks):
-                result = future.result()
-                future = pool.submit(prep, chunks[j + 1]) if j + 1 < len(chunks) else None
-                yield chunk, result
+                arrays = [f.result() for f in pending.pop(0)]
+                if j + 2 < len(chunks):
+                    pending.append([pool.submit(prep_one, r) for r in chunks[j + 2]])
+                yield chunk, encoders.collate(arrays)
 
         def work(task: ShardTask) -> None:
             rows = ok_rows(corpus, task.payload, ["id", "uri", "caption", "image_bytes"]).to_pylist()

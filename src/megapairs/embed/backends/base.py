@@ -13,7 +13,9 @@ from megapairs.registry import Registry
 
 def pick_device(device: str = "auto") -> str:
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: embeddings need no more precision
     return device
 
 
