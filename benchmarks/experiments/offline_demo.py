@@ -16,6 +16,7 @@ Arms (all seed 0, batch 32, lr 1e-3 (the offline default), warm-up 5 %, AdamW, t
     frac25/50    25 % / 50 % (nested seeded subsets), same epochs (so fewer steps)
     frac25/50-eqsteps   the same subsets, trained for as many steps as `full`
     full-10ep    as `full`, 10 epochs (added afterwards: is 3 epochs far from converged?)
+    full-seed1, hn0-seed1   `full` and `hn0` with seed 1 (training noise)
     hn0          num_hard_negatives=0: no hard negatives, in-batch positives only
     hn1          num_hard_negatives=1: the query image only
 
@@ -55,7 +56,14 @@ def arms() -> dict[str, dict[str, object]]:
         "frac50-eqsteps": {"train_fraction": 0.5},
         # added after the others had run, to see whether 3 epochs is far from converged
         "full-10ep": {"epochs": 10},
+        # a second training seed for the two claims that matter (trained > zero-shot; hn0 < hn>=1)
+        "full-seed1": {"seed": 1},
+        "hn0-seed1": {"num_hard_negatives": 0, "seed": 1},
     }
+
+
+# also scored with --reference-policy remove (the query's own image leaves the gallery)
+REMOVE_ARMS = ("zero-shot", "full", "hn0", "hn1")
 
 
 def main() -> int:
@@ -110,11 +118,12 @@ def main() -> int:
         print(f"      {wall:.1f} s", flush=True)
         return wall
 
-    def evaluate(name: str, model: str) -> dict:
+    def evaluate(name: str, model: str, *extra: str) -> dict:
         dest = out / "eval" / name
         run(f"eval-{name}", [exe, "evaluate", "--benchmark", "triplets", "--data", str(val), "--model", model,
                              "--query-modes", ",".join(MODES), "--out", str(dest),
-                             "--cache-dir", str(out / "eval-cache"), "--no-progress"], dest / "triplets_val.json")
+                             "--cache-dir", str(out / "eval-cache"), "--no-progress", *extra],
+            dest / "triplets_val.json")
         return json.loads((dest / "triplets_val.json").read_text())
 
     results: dict[str, dict] = {"zero-shot": {"eval": evaluate("zero-shot", "offline:default")}}
@@ -138,6 +147,10 @@ def main() -> int:
         if name == "full":
             full_steps = summary["steps"]
         results[name] = {"overrides": over, "summary": summary, "eval": evaluate(name, f"ckpt:{run_dir}")}
+    for name in REMOVE_ARMS:
+        if name in results:
+            model = "offline:default" if name == "zero-shot" else f"ckpt:{out / 'runs' / name}"
+            results[name]["eval_remove"] = evaluate(f"{name}-remove", model, "--reference-policy", "remove")
     for name in results:
         results[name]["wall_s"] = {"train": timings.get(f"train-{name}"), "eval": timings.get(f"eval-{name}")}
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -161,7 +174,8 @@ def tables(results: dict[str, dict]) -> str:
     for name in ("zero-shot", "full"):
         if name in results:
             for mode in MODES:
-                lines.append(f"| {name} | {mode} | " + " | ".join(_r(results[name]["eval"], mode, k) for k in KS) + " |")
+                cells = " | ".join(_r(results[name]["eval"], mode, k) for k in KS)
+                lines.append(f"| {name} | {mode} | {cells} |")
     lines += ["", "| arm | train triplets | steps | composed R@1 | R@5 | R@10 | train wall s | eval wall s |",
               "|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
@@ -170,6 +184,12 @@ def tables(results: dict[str, dict]) -> str:
         lines.append(f"| {name} | {s.get('train_rows', '–')} | {s.get('steps', 0)} | "
                      + " | ".join(_r(res["eval"], "composed", k) for k in KS)
                      + f" | {w['train'] or 0:.0f} | {w['eval'] or 0:.0f} |")
+    lines += ["", "reference policy remove (the query's own image is taken out of its ranking):", "",
+              "| model | query | R@1 | R@5 | R@10 |", "|---|---|---|---|---|"]
+    for name, res in results.items():
+        if "eval_remove" in res:
+            for mode in ("composed", "image"):
+                lines.append(f"| {name} | {mode} | " + " | ".join(_r(res["eval_remove"], mode, k) for k in KS) + " |")
     return "\n".join(lines) + "\n"
 
 

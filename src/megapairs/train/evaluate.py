@@ -14,7 +14,8 @@ from megapairs.train.data import TripletTable
 
 
 def recall_on_triplets(model, data: TripletTable, rows: np.ndarray,
-                       ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+                       ks: tuple[int, ...] = (1, 5, 10), features=None) -> dict[str, float]:
+    """`features`: an `ImageFeatureCache` holding these rows' images (then no image is decoded)."""
     q_imgs, q_texts, targets = [], [], []
     gallery: dict[str, int] = {}  # image path -> gallery index, in first-seen order
     for i in map(int, rows):
@@ -28,8 +29,14 @@ def recall_on_triplets(model, data: TripletTable, rows: np.ndarray,
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        q = model.encode_inputs("query", q_imgs, q_texts)  # (Q, D)
-        g = model.encode_inputs("candidate", list(gallery), None)  # (N, D)
+        if features is not None:
+            from megapairs.train.feature_cache import encode_cached
+
+            q = encode_cached(model, features, q_imgs, q_texts, "query")  # (Q, D)
+            g = encode_cached(model, features, list(gallery), None, "candidate")  # (N, D)
+        else:
+            q = model.encode_inputs("query", q_imgs, q_texts)  # (Q, D)
+            g = model.encode_inputs("candidate", list(gallery), None)  # (N, D)
     model.train(was_training)
     scores = q @ g.T  # (Q, N)
     target_idx = torch.tensor([gallery[t] for t in targets])

@@ -37,9 +37,11 @@ from megapairs.train.data import (
     TripletTable,
     load_triplets,
     split_rows,
+    subsample_rows,
     validation_split,
 )
 from megapairs.train.distributed import all_mean, barrier, setup
+from megapairs.train.feature_cache import CachedTripletCollator, ImageFeatureCache, supports_feature_cache
 from megapairs.train.step import StepRunner, linear_schedule, param_groups  # noqa: F401 (re-exported)
 
 log = logging.getLogger("megapairs")
@@ -115,8 +117,11 @@ class Trainer:
         # data
         data = load_triplets(cfg.data, cfg.image_root or None)
         train_rows, eval_rows = split_rows(len(data), cfg.eval_size, cfg.seed)
+        train_rows = subsample_rows(train_rows, cfg.train_fraction, cfg.seed)
         self.data = data
-        self.dataset = TripletDataset(data, train_rows, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed)
+        use_cache = cfg.feature_cache and supports_feature_cache(model)
+        self.dataset = TripletDataset(data, train_rows, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed,
+                                      load_images=not use_cache)
         self.eval_set: tuple[TripletTable, np.ndarray] | None = None
         if cfg.eval_data:
             ev = load_triplets(cfg.eval_data, cfg.image_root or None, split=None)
@@ -134,6 +139,12 @@ class Trainer:
         if len(train_rows) < cfg.batch_size:
             raise ConfigError(f"TrainConfig.batch_size: {cfg.batch_size} exceeds the "
                               f"{len(train_rows)} training triplets")
+        self.feature_cache: ImageFeatureCache | None = None
+        if use_cache:  # every image the run can touch: the training rows' and the held-out rows'
+            refs = _row_images(data, train_rows)
+            if self.eval_set is not None:
+                refs += _row_images(*self.eval_set)
+            self.feature_cache = ImageFeatureCache.build(model, refs, cache_dir=cfg.feature_cache_dir or None)
         self.steps_per_epoch = len(train_rows) // cfg.batch_size
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
 
@@ -148,12 +159,17 @@ class Trainer:
         if cfg.num_workers:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=sampler, collate_fn=TripletCollator(self.model.processor()),
+            self.dataset, batch_sampler=sampler, collate_fn=self._collator(),
             num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if cfg.num_workers else None,
             # own generator: creating the iterator must not consume the global RNG (resume parity)
             generator=torch.Generator().manual_seed(cfg.seed),
         )
+
+    def _collator(self) -> TripletCollator | CachedTripletCollator:
+        if self.feature_cache is not None:
+            return CachedTripletCollator(self.model.processor(), self.feature_cache)
+        return TripletCollator(self.model.processor())
 
     def step(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.runner.step(batch)
@@ -245,7 +261,7 @@ class Trainer:
             from megapairs.train.evaluate import recall_on_triplets
 
             data, rows = self.eval_set
-            metrics = recall_on_triplets(self.model, data, rows)
+            metrics = recall_on_triplets(self.model, data, rows, features=self.feature_cache)
             log.info("eval at step %d: %s", step, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "eval": metrics}) + "\n")
@@ -271,6 +287,7 @@ class Trainer:
                 "samples_per_s": samples_per_s, "world_size": self.dist.world_size,
                 "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
                 "train_rows": len(self.dataset), "eval_rows": int(len(self.eval_set[1])) if self.eval_set else 0,
+                "feature_cache_images": len(self.feature_cache) if self.feature_cache is not None else 0,
                 "trainable_parameters": sum(p.numel() for p in self.params),
                 "total_parameters": sum(p.numel() for p in model.parameters()),
             }
@@ -278,6 +295,15 @@ class Trainer:
             write_card(final / "README.md", cfg=self.rcfg, model=model, data=self.data, summary=summary)
         barrier()
         return TrainResult(self.out, final, self.total_steps, final_loss, metrics, samples_per_s, history)
+
+
+def _row_images(data: TripletTable, rows: np.ndarray) -> list[Any]:
+    """Every image reference in `rows`: queries, positives and hard negatives."""
+    refs: list[Any] = []
+    for i in map(int, rows):
+        row = data.row(i)
+        refs += [row["q_img"], row["t_img"], *(row["hns"] or [])]
+    return refs
 
 
 def train(cfg: TrainConfig, out: str | Path, **kwargs: Any) -> TrainResult:
