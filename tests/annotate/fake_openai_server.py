@@ -2,7 +2,8 @@
 
 It answers `/v1/chat/completions` and `/v1/completions` with deterministic text shaped like what
 the annotation prompts ask for, and can be told (POST /control) to misbehave: a `script` of modes
-consumed one per request (ok, 429, 500, 503, 400, malformed, nochoices, empty, refusal, hang), and
+consumed one per request (ok, 429, 500, 503, 400, malformed, nochoices, empty, refusal, hang; for
+line-mode prompts also const: the same answer whatever the seed, long: cut off by max_tokens), and
 `die_after` N answered requests, after which the next request kills the process (SIGKILL).
 Every request is appended to the --log file (JSON lines, fsynced) so a test can count requests
 across a crash.
@@ -53,6 +54,16 @@ def _prompt_of(body: dict[str, Any]) -> tuple[str, int]:
     return text, images
 
 
+def _line_reply(prompt: str, seed: Any, mode: str) -> str:
+    """Line mode: the prompt ends with "Instruction: <opener>"; answer about its `Target:` line."""
+    target = re.findall(r"^Target: (.*)$", prompt, flags=re.MULTILINE)[-1].strip()
+    if mode == "const":
+        return f" {target}."
+    if mode == "long":
+        return " " + " ".join([target] * 12)
+    return f" {target}, take {seed}."
+
+
 def _reply(prompt: str, chat: bool) -> str:
     if prompt.rstrip().endswith("Requests: ["):
         note = prompt.rstrip().splitlines()[-2]
@@ -81,8 +92,11 @@ async def _handle(request: Request, chat: bool) -> Any:
         os.kill(os.getpid(), signal.SIGKILL)
     if STATE["delay"]:
         await asyncio.sleep(STATE["delay"])
-    _log({"key": key, "mode": mode, "images": images, "answered": mode in ("ok", "empty", "refusal"),
-          "endpoint": "chat" if chat else "completions", "auth": request.headers.get("authorization", "")})
+    line = prompt.rstrip().splitlines()[-1].startswith("Instruction:") if prompt.strip() else False
+    _log({"key": key, "mode": mode, "images": images, "answered": mode in ("ok", "empty", "refusal", "const", "long"),
+          "endpoint": "chat" if chat else "completions", "auth": request.headers.get("authorization", ""),
+          "line": line, "seed": body.get("seed"), "stop": body.get("stop"), "max_tokens": body.get("max_tokens"),
+          "temperature": body.get("temperature"), "tail": prompt[-80:]})
     if mode in ("429", "500", "503", "400"):
         headers = {"Retry-After": "0"} if mode == "429" else {}
         return JSONResponse({"error": {"message": f"told to fail with {mode}"}}, status_code=int(mode), headers=headers)
@@ -93,10 +107,15 @@ async def _handle(request: Request, chat: bool) -> Any:
     if mode == "hang":
         await asyncio.sleep(3600)
     canned = {"empty": "", "refusal": "I'm sorry, but I can't help with that request."}
-    text = canned[mode] if mode in canned else _reply(prompt, chat)
+    if mode in canned:
+        text = canned[mode]
+    elif line:
+        text = _line_reply(prompt, body.get("seed"), mode)
+    else:
+        text = _reply(prompt, chat)
     STATE["answered"] += 1
     usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
-    choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if mode == "long" else "stop"}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
     else:

@@ -38,7 +38,7 @@ def items(n: int = 5, images: bool = False) -> list[PairItem]:
 
 def config(url: str, **kw: Any) -> AnnotateConfig:
     base = {"describer": f"captions:openai-completions:{url}#m", "writer": f"openai-completions:{url}#m",
-            "retries": 2, "backoff_s": 0.01, "backoff_max_s": 0.02, "concurrency": 4, "progress": False}
+            "writer_mode": "list", "retries": 2, "backoff_s": 0.01, "backoff_max_s": 0.02, "concurrency": 4, "progress": False}
     return AnnotateConfig.from_dict({**base, **kw})
 
 

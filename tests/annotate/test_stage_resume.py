@@ -24,7 +24,8 @@ OPS = {"retries": 1, "backoff_s": 0.01, "backoff_max_s": 0.02, "concurrency": 2,
 
 def server_config(url: str, **kw: Any) -> AnnotateConfig:
     return AnnotateConfig.from_dict({"describer": f"captions:openai-completions:{url}#m",
-                                     "writer": f"openai-completions:{url}#m", "shard_size": 4, **OPS, **kw})
+                                     "writer": f"openai-completions:{url}#m", "writer_mode": "list", "shard_size": 4,
+                                     **OPS, **kw})
 
 
 def answered(server) -> list[str]:
@@ -100,7 +101,7 @@ def test_stage_resumes_after_server_death(tmp_path: Path, server_factory) -> Non
     # The resumed artifact holds what an uninterrupted run writes (endpoint URLs aside).
     clean = server_factory()
     run_stage(AnnotateStage(tmp_path / "clean", server_config(clean.url)))
-    drop = {"describer", "writer", "describer_used", "writer_used"}
+    drop = {"describer", "writer", "describer_used", "writer_used", "instruction_writers"}
     strip = lambda rs: [{k: v for k, v in r.items() if k not in drop} for r in rs]  # noqa: E731
     assert strip(rows) == strip(rows_of(tmp_path / "clean"))
     assert pq.read_schema(out / "part-00000.parquet").equals(SCHEMA)

@@ -21,22 +21,25 @@ from megapairs.annotate.llm import BackendError, BackendUnavailable, GenOptions,
 from megapairs.annotate.prompts import PromptSet
 from megapairs.annotate.roles import (Describer, PairItem, RoleContext, Writer, build_describer, build_writer,
                                       derived_rng)
+from megapairs.annotate.validate import norm
 from megapairs.progress import Progress
 
 log = logging.getLogger("megapairs")
 
 # status: "ok" (instructions written; `fallback` tells whether a fallback backend was needed),
 # "describe_failed" or "write_failed" (no instructions; `reason` says why).
+# `instruction_writers` names the writer of each instruction; `template_filled` counts the ones the
+# template wrote (a line-mode model writer that wrote too few gets only the missing ones from it).
 ROW_FIELDS = ("query_id", "target_id", "instructions", "description", "word_limit", "status", "fallback", "reason",
               "describer", "writer", "describer_used", "writer_used", "writer_attempts", "demo_ids", "rejected",
-              "raw_output", "prompt_version")
+              "raw_output", "prompt_version", "instruction_writers", "template_filled")
 
 
 class Annotator:
     def __init__(self, config: AnnotateConfig, *, cache_path: Path | str | None = None,
                  generator_factory: Any = build_generator) -> None:
         self.config = config
-        self.prompts = PromptSet(config.prompt_version, config.demo_pool)
+        self.prompts = PromptSet(config.prompt_version, config.demo_pool, config.line_demo_pool)
         self.stats = UsageStats()
         self.cache = RequestCache(cache_path)
         self._factory = generator_factory
@@ -85,7 +88,8 @@ class Annotator:
                                "description": "", "word_limit": word_limit, "status": "describe_failed",
                                "fallback": False, "reason": "", "describer": c.describer, "writer": c.writer,
                                "describer_used": "", "writer_used": "", "writer_attempts": 0, "demo_ids": [],
-                               "rejected": [], "raw_output": "", "prompt_version": self.prompts.version}
+                               "rejected": [], "raw_output": "", "prompt_version": self.prompts.version,
+                               "instruction_writers": [], "template_filled": 0}
         describer = await self._describe(item, word_limit, row, notes)
         if describer is not None:
             row["status"] = "write_failed"
@@ -114,12 +118,34 @@ class Annotator:
         return None
 
     async def _write(self, item: PairItem, row: dict[str, Any], notes: list[str]) -> Any:
-        """First writer (model writers get `writer_attempts` tries) whose list passes, or None."""
+        """First writer (model writers get `writer_attempts` tries) whose output passes, or None.
+
+        A line-mode writer keeps its valid instructions across tries. When it ends with some but fewer
+        than `min_instructions`, a later `template:` writer only adds the missing ones
+        (`writer_used = "template:+<spec>"`); otherwise the chain moves on as in list mode."""
+        c = self.config
+        partial: tuple[Any, list[str]] | None = None
         for w in self.writers:
-            for attempt in range(self.config.writer_attempts if w.uses_model else 1):
+            if not w.uses_model and partial is not None:
+                out = await w.write(item, row["description"], 0)
+                row["writer_attempts"] += 1
+                model, have = partial
+                seen = {norm(t) for t in have}
+                fill = [t for t in out.check.instructions if norm(t) not in seen][: c.min_instructions - len(have)]
+                if len(have) + len(fill) >= c.min_instructions:
+                    row["instructions"] = have + fill
+                    row["instruction_writers"] = [model.spec] * len(have) + [w.spec] * len(fill)
+                    row["template_filled"] = len(fill)
+                    row["writer_used"] = f"{w.spec}+{model.spec}"
+                    return w
+            prior: list[str] = []
+            for attempt in range(c.writer_attempts if w.uses_model else 1):
                 row["writer_attempts"] += 1
                 try:
-                    out = await w.write(item, row["description"], attempt)
+                    if w.mode == "line":
+                        out = await w.write(item, row["description"], attempt, prior)
+                    else:
+                        out = await w.write(item, row["description"], attempt)
                 except BackendError as e:
                     if e.unavailable:
                         raise
@@ -127,13 +153,23 @@ class Annotator:
                     break
                 row["rejected"] += [f"{why}: {text}" for text, why in out.check.rejected]
                 if w.uses_model:
-                    row["raw_output"], row["demo_ids"] = out.raw, out.demo_ids
+                    if w.mode == "line" and attempt:
+                        row["raw_output"] += "\n" + out.raw
+                        row["demo_ids"] += [d for d in out.demo_ids if d not in row["demo_ids"]]
+                    else:
+                        row["raw_output"], row["demo_ids"] = out.raw, out.demo_ids
                 if out.check.ok:
                     row["instructions"], row["writer_used"] = out.check.instructions, w.spec
+                    row["instruction_writers"] = [w.spec] * len(out.check.instructions)
+                    row["template_filled"] = len(out.check.instructions) if not w.uses_model else 0
                     if out.check.reason:
                         notes.append(f"write {w.spec}: {out.check.reason}")
                     return w
                 notes.append(f"write {w.spec} try {attempt + 1}: {out.check.reason}")
+                if w.mode == "line":
+                    prior = out.check.instructions
+            if w.mode == "line" and prior and partial is None:
+                partial = (w, prior)
         return None
 
     # -- many pairs -----------------------------------------------------------------------------
@@ -173,6 +209,7 @@ class Annotator:
     def info(self) -> dict[str, Any]:
         """For the manifest: what ran, what was skipped, token use (no secrets)."""
         return {"describers": [d.spec for d in self.describers], "writers": [w.spec for w in self.writers],
+                "writer_modes": {w.spec: w.mode for w in self.writers},
                 "unavailable": dict(self.unavailable), "prompt_version": self.prompts.version,
                 "prompt_fingerprint": self.prompts.fingerprint, "usage": self.stats.as_dict()}
 

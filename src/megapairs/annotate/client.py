@@ -212,6 +212,7 @@ class CachedGenerator:
         self.spec = inner.spec
         self.model_id = inner.model_id
         self.supports_images = inner.supports_images
+        self.api = getattr(inner, "api", "chat")  # "completions" for base-model endpoints
         self._sem = _LoopLocal(lambda: asyncio.Semaphore(concurrency))
 
     async def generate(self, request: GenRequest) -> GenResult:
@@ -229,8 +230,10 @@ class CachedGenerator:
         self.stats.requests += 1
         self.stats.prompt_tokens += result.prompt_tokens
         self.stats.completion_tokens += result.completion_tokens
-        self.cache.put(key, {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"},
-                       model=self.model_id, tag=request.tag)
+        # The write is fsynced (a few ms): off the event loop, so the next request goes out meanwhile.
+        await asyncio.to_thread(self.cache.put, key,
+                                {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"},
+                                model=self.model_id, tag=request.tag)
         return result
 
     async def aclose(self) -> None:

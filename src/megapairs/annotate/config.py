@@ -47,6 +47,20 @@ class AnnotateConfig(ConfigBase):
     describe_max_tokens: int = 220
     write_max_tokens: int = 160
     writer_attempts: int = 2  # per writer, each with a fresh demo sample, before falling back
+    # How a model writer is asked. "list": one request per pair returns a JSON list (instruct/chat
+    # models). "line": one instruction per request, several requests per pair (small base models).
+    # "auto": line for completion endpoints (`llamacpp:`, `openai-completions:`), list for chat.
+    writer_mode: str = "auto"
+    line_spare: int = 2  # line mode sends min_instructions + line_spare requests per pair
+    line_few_shot_k: int = 8  # shots per line prompt (shared by all requests, so cached: cheap)
+    line_demo_sets: int = 1  # distinct shot sets per run (1: one shared prefix, best for prefix caching)
+    line_temperature: float = 0.7
+    line_max_tokens: int = 32
+    max_words: int = 16  # line mode: longer instructions are rejected (CLIP keeps ~77 tokens)
+    # line mode: instructions per pair that may leave out everything only the target has ("The same
+    # kind of flag." when the target is Zambia's flag); the others must name some of it. -1: no limit.
+    max_vague: int = 1
+    line_demo_pool: str = ""  # a JSONL path; empty: the packaged line pool of this prompt version
     seed: int = 0
     shard_size: int = 256  # pairs per shard of the output artifact
     image_max_side: int = 768  # images sent to a pixel describer are shrunk to fit (PNG)
@@ -60,8 +74,8 @@ class AnnotateConfig(ConfigBase):
     cache_path: str = ""  # empty: <run root>/_cache/annotate.sqlite
     strict_backends: bool = False  # raise instead of falling back when a backend cannot start
     progress: bool = True
-    llamacpp_threads: int = 0  # 0: all cores
-    llamacpp_parallel: int = 2  # llama.cpp server slots
+    llamacpp_threads: int = 0  # 0: all cores but one (at most 8)
+    llamacpp_parallel: int = 2  # llama.cpp server slots (few slots keep the cached prompt prefixes warm)
 
     NOT_HASHED: ClassVar[tuple[str, ...]] = (
         "concurrency", "timeout_s", "retries", "backoff_s", "backoff_max_s", "api_key", "cache_path",
@@ -79,6 +93,13 @@ class AnnotateConfig(ConfigBase):
             "min_words": self.min_words >= 1,
             "few_shot_k": self.few_shot_k >= 0,
             "writer_attempts": self.writer_attempts >= 1,
+            "line_spare": self.line_spare >= 0,
+            "line_few_shot_k": self.line_few_shot_k >= 0,
+            "line_demo_sets": self.line_demo_sets >= 1,
+            "line_temperature": self.line_temperature >= 0,
+            "line_max_tokens": self.line_max_tokens >= 4,
+            "max_words": self.max_words >= self.min_words,
+            "max_vague": self.max_vague >= -1,
             "shard_size": self.shard_size >= 1,
             "image_max_side": self.image_max_side >= 32,
             "concurrency": self.concurrency >= 1,
@@ -90,6 +111,8 @@ class AnnotateConfig(ConfigBase):
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{self.where_name()}.{name}: value {getattr(self, name)!r} is out of range")
+        if self.writer_mode not in ("auto", "list", "line"):
+            raise ConfigError(f"{self.where_name()}.writer_mode: expected auto, list or line, got {self.writer_mode!r}")
         for name in ("describer", "writer"):
             if ":" not in getattr(self, name):
                 raise ConfigError(f"{self.where_name()}.{name}: spec must look like prefix:argument")

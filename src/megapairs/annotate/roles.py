@@ -7,21 +7,26 @@ Describers (step 1), by spec:
 Writers (step 2):
   any generator spec (`llamacpp:gemma3-270m`, `openai:…`, `openai-completions:…`, `hf-vlm:…`)
   `template:`                                            deterministic instructions (last fallback)
+
+A model writer works in one of two modes (`writer_mode`): `ModelWriter` asks for a JSON list in one
+request (instruct/chat models); `LineWriter` asks for one instruction per request and sends several
+requests per pair concurrently (small base models behind `/v1/completions`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from megapairs.annotate import template
 from megapairs.annotate.config import AnnotateConfig
-from megapairs.annotate.llm import GenRequest, Generator
-from megapairs.annotate.prompts import PromptSet, one_line
+from megapairs.annotate.llm import BackendError, GenRequest, Generator
+from megapairs.annotate.prompts import PromptSet
 from megapairs.annotate.validate import (InstructionCheck, check_description, check_instructions,
-                                         clean_description, parse_instruction_list)
+                                         clean_description, clean_instruction, parse_instruction_list)
 from megapairs.registry import Registry, SpecError, split_spec
 
 
@@ -76,6 +81,7 @@ class Describer(Protocol):
 class Writer(Protocol):
     spec: str
     uses_model: bool
+    mode: str  # "list", "line" or "template"
 
     async def write(self, item: PairItem, description: str, attempt: int) -> Written: ...
 
@@ -133,16 +139,9 @@ class CaptionDescriber:
         return Described(text, check_description(text, word_limit), res.text, res.cached)
 
 
-_STOP = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", "is", "are", "by", "for", "from",
-         "near", "under", "over", "two", "one", "some", "this", "that", "into", "very"}
-
-
-def _content_words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOP and len(w) > 2]
-
-
 class TemplateDescriber:
-    """Deterministic relation note from captions and labels (no model)."""
+    """Deterministic relation note from captions and labels (no model), in the MegaPairs template
+    shape: "Both images show …. However, the source image shows …, whereas the target image shows …"."""
 
     needs_images = False
     spec = "template:"
@@ -151,23 +150,19 @@ class TemplateDescriber:
         self.ctx = ctx
 
     async def describe(self, item: PairItem, word_limit: int) -> Described:
-        sl, tl = one_line(item.source_label, 80), one_line(item.target_label, 80)
-        sc, tc = one_line(item.source_caption).rstrip("."), one_line(item.target_caption).rstrip(".")
-        if not (tc or tl):
+        text = template.describe(item.source_caption, item.source_label, item.target_caption, item.target_label)
+        if not text:
             return Described("", reason="template: no caption or label for the target")
-        if sl and sl.lower() == tl.lower():
-            shared = f"both show a {sl}"
-        else:
-            common = [w for w in dict.fromkeys(_content_words(sc)) if w in set(_content_words(tc))]
-            shared = f"both involve {', '.join(common[:4])}" if common else "both are related pictures"
-        text = f"Shared: {shared}. Source only: {sc or sl}. Target only: {tc or tl}."
         words = text.split()
         text = " ".join(words[: max(word_limit, 20)])
         return Described(text, check_description(text, word_limit, min_words=5))
 
 
 class ModelWriter:
+    """List mode: one request per pair, the model returns a JSON list of instructions."""
+
     uses_model = True
+    mode = "list"
 
     def __init__(self, gen: Generator, ctx: RoleContext) -> None:
         self.gen, self.ctx, self.spec = gen, ctx, gen.spec
@@ -186,15 +181,86 @@ class ModelWriter:
         return Written(check, res.text, [d.id for d in demos], res.cached)
 
 
-_PARTS = re.compile(r"Shared:\s*(?P<shared>.*?)\s*Source only:\s*(?P<src>.*?)\s*Target only:\s*(?P<tgt>.*)$",
-                    re.IGNORECASE | re.DOTALL)
+class LineWriter:
+    """Line mode: one instruction per request, for small base models on `/v1/completions`.
+
+    Each pair gets `min_instructions + line_spare` requests at once (later attempts only ask for the
+    missing ones). A request is a short few-shot prompt ("Relation: … / Target: … / Instruction: …"
+    shots from one of `line_demo_sets` fixed sets, then the pair's relation and its target part) ending
+    in an opening word such as "Show" or "The same kind of"; it stops at the end of the line. Openers
+    rotate over the requests of a pair and every request has its own seed, so the answers differ. All
+    prompts of a run share their first part, which llama.cpp and vLLM keep cached (only the relation
+    is new per pair). A request that fails on its own (HTTP 500, 4xx, malformed) is recorded as
+    rejected (`request_failed`); a server that is down raises `BackendError` as in list mode.
+    """
+
+    uses_model = True
+    mode = "line"
+
+    def __init__(self, gen: Generator, ctx: RoleContext) -> None:
+        if not ctx.prompts.has_line_mode:
+            raise SpecError(f"prompt version {ctx.prompts.version!r} has no line-mode prompt files")
+        self.gen, self.ctx, self.spec = gen, ctx, gen.spec
+
+    def requests(self, item: PairItem, description: str, attempt: int,
+                 n: int) -> list[tuple[GenRequest, str, list[str], list[str]]]:
+        """(request, opener, demo ids, demo instructions) for each of the `n` requests."""
+        c, p = self.ctx.config, self.ctx.prompts
+        pair_rng = derived_rng(c.seed, item.query_id, item.target_id, "write_line")
+        start = pair_rng.randrange(len(p.openers)) + attempt * (c.min_instructions + c.line_spare)
+        out = []
+        for i in range(n):
+            rng = derived_rng(c.seed, item.query_id, item.target_id, "write_line", attempt, i)
+            shots = p.line_demo_set(c.seed, rng.randrange(c.line_demo_sets), c.line_few_shot_k)
+            opener = p.openers[(start + i) % len(p.openers)]
+            req = GenRequest(prompt=p.write_line(description, [t for _, t in shots], opener),
+                             max_tokens=c.line_max_tokens, temperature=c.line_temperature, top_p=c.top_p,
+                             seed=request_seed(rng), stop=("\n",), tag=f"{p.version}/write_line")
+            demo_texts = [t.split("Instruction:", 1)[1].strip() for _, t in shots if "Instruction:" in t]
+            out.append((req, opener, [d for d, _ in shots], demo_texts))
+        return out
+
+    async def write(self, item: PairItem, description: str, attempt: int, prior: list[str] | None = None) -> Written:
+        """Ask for the instructions still missing after `prior` (the valid ones of earlier attempts) and
+        check them together with `prior`. `check.instructions` may hold fewer than the minimum."""
+        c = self.ctx.config
+        prior = list(prior or [])
+        n = c.min_instructions + c.line_spare if attempt == 0 else max(1, c.min_instructions - len(prior))
+        plan = self.requests(item, description, attempt, n)
+        results = await asyncio.gather(*(self.gen.generate(r) for r, _, _, _ in plan), return_exceptions=True)
+        for res in results:  # a server that is down stops the run; anything unexpected is a bug
+            if isinstance(res, BaseException) and not (isinstance(res, BackendError) and not res.unavailable):
+                raise res
+        candidates, cut, raws, demo_ids, demo_texts = [], [], [], [], []
+        for (req, opener, ids, texts), res in zip(plan, results):
+            if isinstance(res, BackendError):  # this request failed for good; the others still count
+                cut.append((str(res)[:200], "request_failed"))
+                continue
+            text = clean_instruction(opener + res.text)
+            raws.append(opener + res.text)
+            demo_ids += [d for d in ids if d not in demo_ids]
+            demo_texts += texts
+            if not res.text.strip(" \t\n.,;:!?\"'"):  # the opener alone is no instruction
+                cut.append((text, "empty"))
+            elif res.finish_reason == "length":  # cut off by max_tokens: far over the word budget
+                cut.append((text, "too_long"))
+            else:
+                candidates.append(text)
+        check = check_instructions(prior + candidates, description, min_count=c.min_instructions,
+                                   max_count=c.max_instructions, max_chars=c.max_chars, min_words=c.min_words,
+                                   max_words=c.max_words, demo_texts=demo_texts,
+                                   relation_parts=template.note_parts(description),
+                                   max_vague=None if c.max_vague < 0 else c.max_vague, pre_rejected=cut)
+        return Written(check, "\n".join(raws), demo_ids, all(getattr(r, "cached", False) for r in results))
 
 
 class TemplateWriter:
-    """Deterministic instructions from the note's target part, or the target caption. Rows it writes
-    carry `writer_used = "template:"`."""
+    """Deterministic short instructions from the captions and labels (else the note's target part).
+    Rows it writes carry `writer_used = "template:"`; rows it completes for a line-mode model writer
+    carry `template:+<model spec>`."""
 
     uses_model = False
+    mode = "template"
     spec = "template:"
 
     def __init__(self, ctx: RoleContext) -> None:
@@ -202,21 +268,12 @@ class TemplateWriter:
 
     async def write(self, item: PairItem, description: str, attempt: int) -> Written:
         c = self.ctx.config
-        m = _PARTS.search(description or "")
-        target_part = (m.group("tgt") if m else "").strip().rstrip(".")
-        caption = one_line(item.target_caption).rstrip(".")
-        label = one_line(item.target_label, 60)
-        what = caption or target_part or label
-        change = target_part or caption or label
-        candidates = [] if not what else [
-            f"Find a picture related to this one that shows {what}.",
-            f"Same {label or 'subject'} as here, but changed: {change}.",
-            f"Make it look like this instead: {change}." if change != what else f"Turn this into {what}.",
-        ]
+        candidates = template.instructions(item.source_caption, item.source_label, item.target_caption,
+                                           item.target_label, description)
         candidates = [t if len(t) <= c.max_chars else t[: c.max_chars - 1].rsplit(" ", 1)[0] + "." for t in candidates]
         check = check_instructions(candidates, description, min_count=c.min_instructions,
                                    max_count=c.max_instructions, max_chars=c.max_chars, min_words=c.min_words)
-        if not what:
+        if not candidates:
             check.reason = "template: no caption, label or note for the target"
         return Written(check, "\n".join(candidates))
 
@@ -242,6 +299,13 @@ def _template_writer(arg: str, ctx: RoleContext) -> Writer:
     return TemplateWriter(ctx)
 
 
+def writer_mode(config: AnnotateConfig, gen: Generator) -> str:
+    """`line` or `list`: the configured mode, or for `auto` line on completion endpoints."""
+    if config.writer_mode != "auto":
+        return config.writer_mode
+    return "line" if _completion_style(gen) else "list"
+
+
 def _register_generator_prefixes() -> None:
     import megapairs.annotate.client  # noqa: F401  (the generator modules register their prefixes)
     import megapairs.annotate.hf_vlm  # noqa: F401
@@ -253,7 +317,10 @@ def _register_generator_prefixes() -> None:
             return ImageDescriber(ctx.generator(f"{_p}:{arg}"), ctx)
 
         def model_writer(arg: str, ctx: RoleContext, _p: str = prefix) -> Writer:
-            return ModelWriter(ctx.generator(f"{_p}:{arg}"), ctx)
+            gen = ctx.generator(f"{_p}:{arg}")
+            if writer_mode(ctx.config, gen) == "line":
+                return LineWriter(gen, ctx)
+            return ModelWriter(gen, ctx)
 
         DESCRIBERS.register(prefix)(image_describer)
         WRITERS.register(prefix)(model_writer)

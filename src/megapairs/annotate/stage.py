@@ -35,6 +35,7 @@ SCHEMA = pa.schema([
     ("writer", pa.string()), ("describer_used", pa.string()), ("writer_used", pa.string()),
     ("writer_attempts", pa.int32()), ("demo_ids", pa.list_(pa.string())), ("rejected", pa.list_(pa.string())),
     ("raw_output", pa.string()), ("prompt_version", pa.string()),
+    ("instruction_writers", pa.list_(pa.string())), ("template_filled", pa.int32()),
 ])
 
 
@@ -128,6 +129,7 @@ class _Worker:
                            status=dict(Counter(r["status"] for r in rows)),
                            writer_used=dict(Counter(r["writer_used"] or "none" for r in rows)),
                            describer_used=dict(Counter(r["describer_used"] or "none" for r in rows)),
+                           instructions_by_writer=dict(Counter(w for r in rows for w in r["instruction_writers"])),
                            fallback={"rows": sum(bool(r["fallback"]) for r in rows)}, usage=usage)
 
     def close(self) -> None:
@@ -164,7 +166,7 @@ class AnnotateStage(Stage):
         from megapairs.annotate.prompts import PromptSet
 
         c = self.config
-        prompts = PromptSet(c.prompt_version, c.demo_pool)
+        prompts = PromptSet(c.prompt_version, c.demo_pool, c.line_demo_pool)
         return {"annotate": {
             "describer": c.describer, "writer": c.writer,
             "describer_fallbacks": c.describer_fallbacks, "writer_fallbacks": c.writer_fallbacks,
@@ -173,5 +175,6 @@ class AnnotateStage(Stage):
             "fallback_rows": sum_marker_counts(artifact, tasks, "fallback").get("rows", 0),
             "writer_used": sum_marker_counts(artifact, tasks, "writer_used"),
             "describer_used": sum_marker_counts(artifact, tasks, "describer_used"),
+            "instructions_by_writer": sum_marker_counts(artifact, tasks, "instructions_by_writer"),
             "usage": sum_marker_counts(artifact, tasks, "usage"),
         }}

@@ -10,6 +10,9 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterable
+
+from megapairs.annotate.template import FRAME_WORDS, content_words
 
 REFUSAL = re.compile(
     r"\b(i'?m sorry|i am sorry|i apologi[sz]e|i cannot|i can'?t|i can not|i'?m unable|i am unable|as an ai"
@@ -17,8 +20,8 @@ REFUSAL = re.compile(
     r"|not able to (?:help|assist|see|view))\b",
     re.IGNORECASE,
 )
-FORMAT_LEAK = re.compile(r"\b(shared:|source only:|target only:|note:|requests?:|source caption|target caption)",
-                         re.IGNORECASE)
+FORMAT_LEAK = re.compile(r"\b(shared:|source only:|target only:|note:|requests?:|source caption|target caption"
+                         r"|relation:|instruction:|source image|target image)|</?[a-z][^>]*>|[{}]", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|query\s*\d*:|request\s*\d*:)\s*", re.IGNORECASE)
 _QUOTED = re.compile(r'"((?:[^"\\\n]|\\.){3,})"')
 
@@ -74,11 +77,56 @@ class InstructionCheck:
     reason: str = ""
 
 
+_CONTRAST = re.compile(r"\b(?:instead of|rather than|not|no|without|unlike|except|other than)\b", re.IGNORECASE)
+
+
+def direction_problem(text: str, relation_parts: tuple[str, str], relation: str) -> str:
+    """'' when an instruction points at the target, else why not. `relation_parts` is the note's
+    (source part, target part). 'wrong_direction': it asks for something only the source has (outside
+    an "instead of …"/"not …"/"without …" clause), or puts the target in such a clause;
+    'off_topic': it shares no content word with the note."""
+    src, tgt = relation_parts
+    words = content_words(text) - FRAME_WORDS
+    if not words & content_words(relation):
+        return "off_topic"
+    if not (src and tgt):
+        return ""
+    s_words, t_words = content_words(src), content_words(tgt)
+    src_only, tgt_only = s_words - t_words, t_words - s_words
+    if not tgt_only:
+        return ""
+    m = _CONTRAST.search(text)  # "X instead of Y": X is asked for, Y is what to move away from
+    wanted = content_words(text[: m.start()]) if m else words
+    avoided = content_words(text[m.end():]) if m else set()
+    if avoided & tgt_only and not wanted & tgt_only:
+        return "wrong_direction"
+    if wanted & src_only:  # asks for something only the source has (unless after "instead of", "not", …)
+        return "wrong_direction"
+    return ""
+
+
+def is_vague(text: str, relation_parts: tuple[str, str]) -> bool:
+    """True when the note names something only the target has and the instruction names none of it
+    ("The same kind of flag." for a pair whose target is the flag of Zambia)."""
+    src, tgt = relation_parts
+    target_only = content_words(tgt) - content_words(src) - FRAME_WORDS
+    return bool(target_only) and not content_words(text) & target_only
+
+
 def check_instructions(candidates: list[str], description: str, *, min_count: int, max_count: int,
-                       max_chars: int, min_words: int) -> InstructionCheck:
+                       max_chars: int, min_words: int, max_words: int = 0, demo_texts: Iterable[str] = (),
+                       relation_parts: tuple[str, str] | None = None, max_vague: int | None = None,
+                       pre_rejected: Iterable[tuple[str, str]] = ()) -> InstructionCheck:
+    """Keep the usable candidates, in order. Line mode adds `max_words`, `demo_texts` (instructions
+    shown in the prompt: a copy is rejected), `relation_parts` (the direction check), `max_vague`
+    (how many instructions may leave out everything the note says only the target has) and
+    `pre_rejected` ((text, reason) the caller already turned down, counted like the others)."""
     kept: list[str] = []
     seen: set[str] = set()
-    rejected: list[tuple[str, str]] = []
+    rejected: list[tuple[str, str]] = list(pre_rejected)
+    total = len(candidates) + len(rejected)
+    demos = {norm(d) for d in demo_texts}
+    vague = 0
     for raw in candidates:
         text = clean_instruction(raw)
         key = norm(text)
@@ -86,7 +134,7 @@ def check_instructions(candidates: list[str], description: str, *, min_count: in
             why = "empty"
         elif REFUSAL.search(text):
             why = "refusal"
-        elif len(text) > max_chars:
+        elif len(text) > max_chars or (max_words and len(key.split()) > max_words):
             why = "too_long"
         elif len(key.split()) < min_words:
             why = "too_short"
@@ -94,10 +142,17 @@ def check_instructions(candidates: list[str], description: str, *, min_count: in
             why = "format_leak"
         elif _copies(text, description):
             why = "copies_description"
+        elif key in demos:
+            why = "copies_demo"
+        elif relation_parts is not None and (why := direction_problem(text, relation_parts, description)):
+            pass
         elif key in seen:
             why = "duplicate"
         elif len(kept) >= max_count:
             why = "over_max"
+        elif max_vague is not None and relation_parts is not None and is_vague(text, relation_parts) \
+                and (vague := vague + 1) > max_vague:
+            why = "vague"
         else:
             kept.append(text)
             seen.add(key)
@@ -108,10 +163,10 @@ def check_instructions(candidates: list[str], description: str, *, min_count: in
     ok = len(kept) >= min_count
     if ok:
         reason = f"rejected {detail}" if detail else ""
-    elif not candidates:
+    elif not total:
         reason = "no instructions in the output"
     else:
-        reason = f"only {len(kept)} valid of {len(candidates)} (need {min_count})" + (f"; {detail}" if detail else "")
+        reason = f"only {len(kept)} valid of {total} (need {min_count})" + (f"; {detail}" if detail else "")
     return InstructionCheck(kept, rejected, ok, reason)
 
 
