@@ -92,13 +92,8 @@ def load_image(x: Any) -> Image.Image:
 
 # -- preprocessing --------------------------------------------------------------------------------
 class HFExactPreprocess:
-    """`Preprocess` with the output size computed the way transformers' CLIP image processor does it
-    (`int(edge * long / short)`, truncating), so pixels match `CLIPImageProcessor(Pil)` exactly.
-
-    `embed.backends.preprocess.Preprocess` rounds the long side instead, which differs by one pixel
-    (and shifts the centre crop) for some aspect ratios; a retriever must match the checkpoint's own
-    processor to reproduce BGE-VL scores.
-    """
+    """A retriever's image preprocessing: `embed.backends.preprocess.Preprocess`, which sizes and
+    crops exactly as transformers' CLIP image processor does (so BGE-VL scores reproduce)."""
 
     def __init__(self, pre: Preprocess) -> None:
         self.pre = pre
@@ -112,26 +107,7 @@ class HFExactPreprocess:
         return self.pre.crop
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        p = self.pre
-        image = image.convert("RGB")
-        resample = _RESAMPLE.get(p.resample, Image.BICUBIC)
-        ch, cw = p.crop
-        if p.shortest_edge is None:
-            image = image.resize((cw, ch), resample)
-        else:
-            w, h = image.size
-            short, long = (w, h) if w <= h else (h, w)
-            new_long = int(p.shortest_edge * long / short)
-            nw, nh = (p.shortest_edge, new_long) if w <= h else (new_long, p.shortest_edge)
-            if (nw, nh) != (w, h):
-                image = image.resize((nw, nh), resample)
-            left, top = (nw - cw) // 2, (nh - ch) // 2
-            if left < 0 or top < 0:  # smaller than the crop: fall back to a plain resize
-                image, left, top, nw, nh = image.resize((cw, ch), resample), 0, 0, cw, ch
-            image = image.crop((left, top, left + cw, top + ch))
-        x = np.asarray(image, dtype=np.float32) * p.rescale  # (H, W, 3)
-        x = (x - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, H, W)
+        return self.pre(image)
 
 
 def stack_pixels(images: Sequence[Any], preprocess: Callable[[Image.Image], np.ndarray]) -> torch.Tensor:

@@ -28,19 +28,23 @@ class Preprocess:
         return f"{self.shortest_edge}-{self.crop}-{self.mean}-{self.std}-{self.resample}-{self.rescale}"
 
     def __call__(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> (3, H, W) float32, pixel for pixel what transformers' CLIP processor gives."""
         image = image.convert("RGB")
         resample = _RESAMPLE.get(self.resample, Image.BICUBIC)
         ch, cw = self.crop
         if self.shortest_edge is None:
             image = image.resize((cw, ch), resample)
         else:
-            w, h = image.size
             # As transformers does: the short side becomes `shortest_edge`, the long side is truncated.
-            e = self.shortest_edge
-            nw, nh = (e, int(e * h / w)) if w <= h else (int(e * w / h), e)
-            nw, nh = max(cw, nw), max(ch, nh)
-            image = image.resize((nw, nh), resample)
+            w, h = image.size
+            short, long = (w, h) if w <= h else (h, w)
+            new_long = int(self.shortest_edge * long / short)
+            nw, nh = (self.shortest_edge, new_long) if w <= h else (new_long, self.shortest_edge)
+            if (nw, nh) != (w, h):
+                image = image.resize((nw, nh), resample)
             left, top = (nw - cw) // 2, (nh - ch) // 2
+            if left < 0 or top < 0:  # smaller than the crop: fall back to a plain resize
+                image, left, top = image.resize((cw, ch), resample), 0, 0
             image = image.crop((left, top, left + cw, top + ch))
         x = np.asarray(image, dtype=np.float32) * self.rescale  # (H, W, 3)
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
