@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from megapairs.embed.backends.preprocess import _RESAMPLE, Preprocess
+from megapairs.embed.backends.preprocess import Preprocess
 from megapairs.models.base import ImagesArg, TextArg
 
 log = logging.getLogger("megapairs")
