@@ -49,40 +49,38 @@ def one_line(text: str, limit: int = 400) -> str:
     return " ".join(str(text or "").split())[:limit]
 
 
-def load_demos(path: Path | str) -> list[Demo]:
-    demos = []
+def _read_jsonl(path: Path | str, what: str, parse) -> list:
+    """Parse each non-empty JSONL line with `parse(dict)`; errors name the file and line."""
+    items = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
-            demos.append(Demo(id=str(d["id"]), source_caption=d["source"]["caption"],
-                              source_label=d["source"].get("label", ""), target_caption=d["target"]["caption"],
-                              target_label=d["target"].get("label", ""), relation=d["relation"],
-                              queries=tuple(d["queries"])))
+            items.append(parse(json.loads(line)))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}:{n}: bad demonstration ({e})") from None
-    if not demos:
-        raise ValueError(f"{path}: no demonstrations")
-    return demos
+            raise ValueError(f"{path}:{n}: bad {what} ({e})") from None
+    if not items:
+        raise ValueError(f"{path}: no {what}s")
+    return items
+
+
+def load_demos(path: Path | str) -> list[Demo]:
+    return _read_jsonl(path, "demonstration", lambda d: Demo(
+        id=str(d["id"]), source_caption=d["source"]["caption"], source_label=d["source"].get("label", ""),
+        target_caption=d["target"]["caption"], target_label=d["target"].get("label", ""),
+        relation=d["relation"], queries=tuple(d["queries"])))
+
+
+def _line_demo(d: dict) -> LineDemo:
+    demo = LineDemo(id=str(d["id"]), relation=str(d["relation"]),
+                    instructions=tuple(str(x) for x in d["instructions"]))
+    if not demo.instructions:
+        raise ValueError("a line demonstration needs at least one instruction")
+    return demo
 
 
 def load_line_demos(path: Path | str) -> list[LineDemo]:
-    demos = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            demos.append(LineDemo(id=str(d["id"]), relation=str(d["relation"]),
-                                  instructions=tuple(str(x) for x in d["instructions"])))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}:{n}: bad line demonstration ({e})") from None
-        if not demos[-1].instructions:
-            raise ValueError(f"{path}:{n}: a line demonstration needs at least one instruction")
-    if not demos:
-        raise ValueError(f"{path}: no line demonstrations")
-    return demos
+    return _read_jsonl(path, "line demonstration", _line_demo)
 
 
 class PromptSet:
