@@ -120,3 +120,12 @@ def tiny_overrides(tiny_clip_dir, tiny_dino_dir) -> list[str]:
             f"embed.caption=hf:{tiny_clip_dir}", "embed.device=cpu", "mine.k=4", "mine.band_units=quantile",
             "mine.bands={image: [0.1, 0.999], visual: [0.1, 0.999], caption: [0.1, 0.999]}",
             "mine.near_duplicate={image: 0.9999}"]
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    """A tiny random CLIP folder with a real CLIP BPE tokenizer (built in-process), shared by the
+    retriever and trainer tests."""
+    from megapairs.models.tiny import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip-bpe") / "clip")

@@ -10,13 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def clip_dir(tmp_path_factory):
-    from megapairs.models.tiny import make_tiny_clip
-
-    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip-bpe") / "clip")
-
-
-@pytest.fixture(scope="session")
 def llava_dir(tmp_path_factory):
     from megapairs.models.tiny import make_tiny_llava
 

@@ -8,13 +8,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def clip_dir(tmp_path_factory):
-    from megapairs.models.tiny import make_tiny_clip
-
-    return make_tiny_clip(tmp_path_factory.mktemp("train-clip") / "clip")
-
-
-@pytest.fixture(scope="session")
 def triplets(tmp_path_factory):
     from megapairs.train.synthetic import write_synthetic_triplets
 
