@@ -7,7 +7,10 @@ What fills it:
   `theme_colour` (the colour a GNOME-Colors theme paints its icons, else null), `theme_variant`
   ("dark" / "light" / null), `colour` (a colour word from the icon name, else the theme colour, else
   null), `context` ("apps", "places", "actions", "status", "devices", ...), `size` (nominal px of the
-  chosen folder), `scalable` (an SVG from a scalable folder), `aliases` (other names linked to it).
+  chosen folder), `scalable` (an SVG from a scalable folder), `aliases` (other names linked to it),
+  `base_name` (the name without colour words: folder-red-music -> folder-music) and `family` (theme
+  family: "gnome-colors" for its seven colour themes, else the theme). Two icons with equal family,
+  context and base_name are the same drawing in another colour.
 
 Corpora written before the column existed read as {} for every id.
 """
