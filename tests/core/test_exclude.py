@@ -79,6 +79,7 @@ def test_every_entry_form_excludes_its_file(tree, tmp_path):
         f"{content_id(files['food/id.png'].read_bytes())}\n"
         f"{hashlib.sha256(files['food/sum.png'].read_bytes()).hexdigest()}  ./somewhere/else.png\n"
         f"{hashlib.sha256(render).hexdigest()}\n"                    # hash of a PNG render of an SVG
+        f"bench/images/ab/{content_id(files['keep/b.png'].read_bytes())}.jpg\n"  # an exported image
     )
     rows, manifest = _ingest(tmp_path / "run", source=str(src), exclude=[str(paths_list), str(hash_list)])
     status = {k: r["status"] for k, r in rows.items()}
@@ -87,17 +88,17 @@ def test_every_entry_form_excludes_its_file(tree, tmp_path):
         "food/sha1.png": "excluded", "food/sha256.png": "excluded", "food/id.png": "excluded",
         "food/sum.png": "excluded", "food/target.png": "excluded", "keep/link_to_listed.png": "excluded",
         "keep/copy_of_abs.png": "excluded", "vector/drawing.svg": "excluded", "vector/render.svg": "excluded",
-        "keep/a.png": "ok", "keep/b.png": "ok",
+        "keep/b.png": "excluded", "keep/a.png": "ok",
     }
     assert "sha1" in rows["food/sha1.png"]["reason"] and "hashes.txt line 1" in rows["food/sha1.png"]["reason"]
     assert "PNG render" in rows["vector/render.svg"]["reason"]
     assert rows["keep/copy_of_abs.png"]["reason"] == "same bytes as excluded animals/abs.png"
     ex = manifest["exclude"]
-    assert ex["by_kind"] == {"path": 1, "relative_path": 3, "symlink": 2, "sha1": 1, "sha256": 3, "id": 1,
+    assert ex["by_kind"] == {"path": 1, "relative_path": 3, "symlink": 2, "sha1": 1, "sha256": 3, "id": 2,
                              "same_bytes_as_excluded": 1}
-    assert ex["excluded"] == 12
+    assert ex["excluded"] == 13
     assert ex["by_file"][str(paths_list)] == {"entries": 7, "entries_matched": 6, "excluded": 6}
-    assert ex["by_file"][str(hash_list)] == {"entries": 5, "entries_matched": 5, "excluded": 5}
+    assert ex["by_file"][str(hash_list)] == {"entries": 6, "entries_matched": 6, "excluded": 6}
 
 
 def test_missing_list_is_a_clear_error_and_an_edited_list_is_another_corpus(tmp_path):
@@ -108,6 +109,7 @@ def test_missing_list_is_a_clear_error_and_an_edited_list_is_another_corpus(tmp_
         run_stage(IngestStage(tmp_path / "run", IngestConfig(source=str(src), exclude=[str(tmp_path / "nope.txt")])))
     lst = tmp_path / "list.txt"
     lst.write_text("a.png\n")
+    assert IngestConfig(exclude=str(lst)).exclude == [str(lst)]  # `ingest.exclude=list.txt` on the command line
     h1 = IngestStage(tmp_path / "run", IngestConfig(source=str(src), exclude=[str(lst)])).output().config_hash
     lst.write_text("b.png\n")
     h2 = IngestStage(tmp_path / "run", IngestConfig(source=str(src), exclude=[str(lst)])).output().config_hash

@@ -20,12 +20,14 @@ class IngestConfig(ConfigBase):
     limit: int | None = None  # take at most this many items, spread evenly over the source
     shard_size: int = 256
     # Files listing what to keep out: paths (absolute or package-relative), content ids, sha1/sha256.
-    exclude: list[str] = field(default_factory=list)
+    exclude: str | list[str] = field(default_factory=list)  # one file or a list of files
     max_pixels: int = 89_478_485
     svg_render_size: int = 256
     NOT_HASHED = ()
 
     def validate(self) -> None:
+        if isinstance(self.exclude, str):
+            self.exclude = [self.exclude] if self.exclude.strip() else []
         parts = [self.source] if isinstance(self.source, str) else list(self.source)
         if not parts or any(not isinstance(s, str) or not s.strip() for s in parts):
             raise ConfigError(f"{self.where}.source must name at least one source, got {self.source!r}")

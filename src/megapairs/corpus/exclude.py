@@ -10,7 +10,8 @@ leading `./` are ignored. An entry is one of
 - a relative path: a package-relative path as package file lists print them (`usr/share/...`), or
   a path relative to the source folder. A relative entry matches an item whose path *ends* with it
   on whole path components, so `usr/share/openclipart/svg/a/b.svg`, `svg/a/b.svg` and `a/b.svg`
-  all match `/usr/share/openclipart/svg/a/b.svg`.
+  all match `/usr/share/openclipart/svg/a/b.svg`. A file named by a content id (as export names
+  images: `images/ab/<id>.jpg`) also excludes that id.
 
 Symlinks are resolved on both sides: an item that is a link to a listed file is excluded, and so
 is the target of a listed link (when the listed path exists on this machine). Hashes are compared
@@ -94,6 +95,9 @@ class Exclusions:
         if text.startswith("file://"):
             text = text[len("file://"):]
         text = os.path.expanduser(text)
+        stem = os.path.basename(text).split(".", 1)[0]
+        if len(stem) == 32 and HEX.fullmatch(stem):  # an exported image (images/ab/<id>.jpg): its id
+            self.hashes["id"].setdefault(stem.lower(), i)
         if os.path.isabs(text):
             absolute = os.path.normpath(text)
             self.absolute.setdefault(absolute, i)
