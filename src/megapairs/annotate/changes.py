@@ -51,7 +51,9 @@ BW_PHRASES = re.compile(r"\b(?:b\s*(?:and|&|n)\s*w|bw|black\s*(?:and|&|n)\s*whit
                         r"|grayscaled?|lineart|line\s+art)\b", re.IGNORECASE)
 _MINOR = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", "is", "are", "by", "for", "from",
           "icon", "icons", "clipart", "clip", "art", "picture", "image", "drawing", "svg", "png", "theme", "symbol",
-          "version", "color", "colour", "coloured", "colored", "style", "aj", "id"}
+          "version", "color", "colour", "coloured", "colored", "style", "aj", "id",
+          # OpenClipart placeholder titles ("R16 sibmission") name a batch upload, not a subject
+          "sibmission", "submission", "r16", "unsorted", "untitled"}
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 
 
