@@ -9,8 +9,9 @@ Folder layout (the official dataset README)::
 Gallery = every image of the split file. val is scored on `target_hard` (the server's metric) and,
 as CIRPLANT's `eval_test_scoring_step_CIRR` does, on the soft labels `target_soft` (`soft/...`:
 per query the best soft score among the labelled images in the top k, floored at 0). test1 has no
-targets and writes the two rc2 server files. The subset ranking breaks ties by gallery order. Default reference policy: remove (CIRPLANT's reference scoring and
-SEARLE's submission mask it); the subset metric always leaves it out, by definition.
+targets and writes the two rc2 server files. The subset ranking breaks ties by gallery order.
+Default reference policy: remove (CIRPLANT's reference scoring and SEARLE's submission mask it);
+the subset metric always leaves it out, by definition.
 """
 
 from __future__ import annotations

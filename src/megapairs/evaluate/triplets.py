@@ -130,7 +130,8 @@ def rank_pessimistic(q: np.ndarray, g: np.ndarray, targets: Sequence[set[int]], 
     return out
 
 
-def unit_values(rankings: Sequence[Sequence[Hashable]], queries: Sequence[dict], unit_query: np.ndarray) -> dict[str, np.ndarray]:
+def unit_values(rankings: Sequence[Sequence[Hashable]], queries: Sequence[dict],
+                unit_query: np.ndarray) -> dict[str, np.ndarray]:
     """Per unit, every metric in percent: R@k is 0 or 100, mAP@k is 100 x AP@k (CIRCO's AP)."""
     per_query: dict[str, np.ndarray] = {}
     for k in RECALL_KS:

@@ -37,7 +37,8 @@ def held_out_rows(data: TripletTable, rows: np.ndarray,
 
 
 def recall_on_triplets(model, data: TripletTable, rows: np.ndarray, features=None, *, bootstrap: int = 1000,
-                       seed: int = 0, reference_policy: str = "keep", exclude: frozenset = frozenset()) -> dict[str, Any]:
+                       seed: int = 0, reference_policy: str = "keep",
+                       exclude: frozenset = frozenset()) -> dict[str, Any]:
     """Metrics "<mode>/<metric>" in percent, plus "composed-image/R@1" (the mean difference) and its
     95 % interval ("composed-image/R@1_low", "_high"). `features`: an `ImageFeatureCache` holding these
     rows' images (then no image is decoded)."""
