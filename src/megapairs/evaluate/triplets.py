@@ -83,7 +83,12 @@ def build_units(rows: Sequence[dict], instructions: str) -> list[tuple[int, str]
     return [(i, t) for i, r in enumerate(rows) for t in (r["q_text"][:1] if instructions == "first" else r["q_text"])]
 
 
-def build_queries(rows: Sequence[dict], units: Sequence[tuple[int, str]], mode: str) -> tuple[list[dict], np.ndarray]:
+def build_queries(rows: Sequence[dict], mode: str, instructions: str = "first") -> list[dict]:
+    """Distinct queries of one mode over `build_units(rows, instructions)` (see `mode_queries`)."""
+    return mode_queries(rows, build_units(rows, instructions), mode)[0]
+
+
+def mode_queries(rows: Sequence[dict], units: Sequence[tuple[int, str]], mode: str) -> tuple[list[dict], np.ndarray]:
     """Distinct queries of one mode and, per unit, the index of its query. A query is
     {"image", "text", "targets" (set), "reference" (its query image, or None if rows differ)}."""
     groups: dict[tuple, dict] = {}
@@ -158,7 +163,7 @@ def score_triplets(rows: Sequence[dict], gallery_keys: Sequence[Hashable], galle
     details: dict[str, Any] = {"units": [[i, t] for i, t in units], "tie_policy": "pessimistic",
                                "reference_policy": policy}
     for mode in modes:
-        queries, unit_query = build_queries(rows, units, mode)
+        queries, unit_query = mode_queries(rows, units, mode)
         q = encode_queries(mode, queries)  # (Q, D)
         targets = [{pos[t] for t in x["targets"]} for x in queries]
         exclude = [pos[x["reference"]] if policy == "remove" and x["reference"] is not None and mode != "text"
