@@ -28,12 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megapairs import __version__
+from megapairs.errors import UserError
 
 MANIFEST = "manifest.json"
 LINEAGE = "_lineage.json"
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """An artifact is missing, incomplete, or was made by a different configuration."""
 
 
