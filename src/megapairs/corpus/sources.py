@@ -120,7 +120,8 @@ def list_tar(path: Path) -> list[Item]:
     try:
         groups, order = _read_tar_members(path)
     except (tarfile.TarError, EOFError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        lines = [ln.strip(" -") for ln in str(e).splitlines() if ln.strip(" -")]
+        reason = lines[-1] if lines else type(e).__name__
         raise SourceError(f"{path}: not a readable tar archive ({reason}); "
                           "re-copy or re-create the shard, or leave it out of the source") from None
     items = []
