@@ -80,14 +80,10 @@ def cmd_run(args) -> int:
     only = [args.command] if args.command != "run" else None
     outputs = {"export": args.out} if getattr(args, "out", None) else None
     manifests = run_pipeline(args.run, config, until=getattr(args, "until", None), only=only,
-<<<<<<< HEAD
                              overwrite=args.overwrite, outputs=outputs)
+    followup = manifests.pop("followup", None)
     result: dict[str, Any] = {"run": str(args.run), "stages": {n: _stage_summary(m) for n, m in manifests.items()}}
     lines = []
-=======
-                             overwrite=args.overwrite)
-    followup = manifests.pop("followup", None)
->>>>>>> main
     for name, m in manifests.items():
         extra = {k: v for k, v in _stage_summary(m).items() if k != "rows"}
         lines.append(f"{name}: {m['rows']} rows {json.dumps(extra) if extra else ''}".rstrip())
@@ -99,23 +95,17 @@ def cmd_run(args) -> int:
         problems = [] if getattr(args, "no_validate", False) else validate_megapairs(dataset)
         for p in problems:
             print(f"dataset problem: {p}", file=sys.stderr)
-<<<<<<< HEAD
         state = "not validated" if getattr(args, "no_validate", False) else \
             ("valid" if not problems else f"{len(problems)} problems")
         result["dataset"] = {"path": str(dataset), "state": state, "problems": problems,
                              "preview": str(dataset / "preview.html")}
         lines.append(f"dataset: {dataset} ({state}); preview: {dataset / 'preview.html'}")
         code = 1 if problems else 0
-=======
-        print(f"dataset: {dataset} ({'valid' if not problems else f'{len(problems)} problems'}); "
-              f"preview: {dataset / 'preview.html'}")
-        if problems:
-            return 1
     if followup:
         from megapairs.followup import summary_table
 
-        print(summary_table(followup))
->>>>>>> main
+        result["followup"] = followup
+        lines.append(summary_table(followup))
     if "mine" in manifests and args.command == "run" and not getattr(args, "no_report", False):
         from megapairs.report import pairs_report
 
