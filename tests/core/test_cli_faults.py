@@ -204,3 +204,14 @@ def test_error_in_a_ray_worker_is_the_same_line(tmp_path, capsys) -> None:
 
     ray.shutdown()
     assert lines[0] == lines[1] and str(missing) in lines[0]
+
+
+def test_not_an_image_is_an_input_error(tmp_path) -> None:
+    from PIL import Image
+
+    fake = tmp_path / "q.jpg"
+    fake.write_text("not an image")
+    with pytest.raises(Exception) as ei:
+        Image.open(fake)
+    code, line = describe(ei.value)
+    assert code == 2 and str(fake) in line and "\n" not in line
