@@ -28,7 +28,8 @@ def test_sigkill_mid_stage_then_resume_equals_uninterrupted(tmp_path, tiny_overr
     assert main(_cli(clean, source, tiny_overrides)) == 0
 
     crashed = tmp_path / "crashed"
-    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=str(Path(__file__).parents[2]))
+    repo = Path(__file__).parents[2]  # this checkout's code, also in a worktree beside the installed one
+    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=f"{repo / 'src'}{os.pathsep}{repo}")
     proc = subprocess.Popen([sys.executable, "-m", "megapairs.cli", *_cli(crashed, source, tiny_overrides)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     embed_dir = crashed / "embeddings"
