@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from megapairs.artifacts import Artifact, write_npy, write_table
+from megapairs.embed.store import vector_relpath
 
 
 def peak_rss_gib() -> float:
@@ -38,7 +39,7 @@ def write_embeddings(root: Path, n: int, dims: dict[str, int], shard: int = 250_
     for s, i in enumerate(range(0, n, shard)):
         write_table(art.shard_path(s), pa.table({"id": ids[i : i + shard]}))
         for v in dims:
-            write_npy(art.path / v / f"part-{s:05d}.npy", mats[v][i : i + shard])
+            write_npy(art.path / vector_relpath(v, s), mats[v][i : i + shard])
         art.mark_done(s, len(ids[i : i + shard]), [])
         num += 1
     modality = {"image": "image", "visual": "image", "caption": "text"}

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import peak_rss_gib, write_embeddings
+from megapairs.artifacts import Artifact
 from megapairs.embed.store import load_embeddings
 from megapairs.mine.config import MineConfig
 from megapairs.mine.knn import build_index, choose_index, recall_at_k, search
@@ -58,9 +59,10 @@ def main() -> None:
         t0 = time.perf_counter()
         manifest = run_stage(MineStage(root, cfg), overwrite=True)
         stages.append(time.perf_counter() - t0)
-        (root / "pairs" / "manifest.json").unlink()
-        for p in (root / "pairs").glob("part-*.done"):
-            p.unlink()
+        art = Artifact(root / "pairs")
+        art.manifest_path.unlink()
+        for i in art.done_shards():
+            art.marker_path(i).unlink()
     bare, stage = min(bares), min(stages)
     print(f"| vectors | index | bare FAISS build+search (s) | mine stage (s) | ratio | pairs |")
     print(f"|---|---|---|---|---|---|")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from megapairs.artifacts import manifest_file
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,7 +27,7 @@ def main() -> None:
     ann = pq.read_table(sorted((run / "annotations").glob("part-*.parquet"))).to_pylist()
     corpus = {r["id"]: r for r in pq.read_table(sorted((run / "corpus").glob("part-*.parquet")),
                                                   columns=["id", "caption", "uri"]).to_pylist()}
-    pairs = json.loads((run / "pairs" / "manifest.json").read_text())
+    pairs = json.loads(manifest_file(run / "pairs").read_text())
     ok = [r for r in ann if r["status"] == "ok"]
     stated = [r for r in ok if "Change:" in (r["description"] or "")]
     texts = [t for r in ok for t in r["instructions"]]

@@ -3,13 +3,20 @@
 Layout of an artifact folder::
 
     <artifact>/
-      _lineage.json          # written when the first shard starts: config hash + upstream hashes
-      part-00000.parquet     # a shard (extra files of the same shard may sit beside it, e.g. .npy)
-      part-00000.done        # completion marker: JSON with row count and the file names it covers
-      manifest.json          # written last, by finalize: schema, counts, config hash, models, stats
+      part-00000.parquet          # a shard (extra files of the same shard may sit beside it)
+      .megapairs/
+        lineage.json              # written when the first shard starts: config hash + upstream hashes
+        done/part-00000.json      # completion marker: JSON with row count and the file names it covers
+        manifest.json             # written last, by finalize: schema, counts, config hash, models, stats
+
+The bookkeeping lives in a hidden folder so that the artifact folder itself reads as a Parquet
+dataset (`pq.read_table(folder)`, `pyarrow.dataset.dataset(folder)`,
+`datasets.load_dataset("parquet", data_dir=folder)` all skip dot-folders). Folders written by
+megapairs 0.1 (markers and manifest beside the shards) are moved into this layout on first use.
 
 A shard counts as done only when its marker exists. Writers write to a temporary name and rename,
 so a crash leaves either nothing or a finished file, never a half-written one that looks finished.
+Files get the usual permissions for the process umask (0644 under umask 022), not mkstemp's 0600.
 """
 
 from __future__ import annotations
@@ -28,12 +35,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megapairs import __version__
+from megapairs.errors import UserError
 
-MANIFEST = "manifest.json"
-LINEAGE = "_lineage.json"
+META_DIR = ".megapairs"
+MANIFEST = f"{META_DIR}/manifest.json"
+LINEAGE = f"{META_DIR}/lineage.json"
+DONE_DIR = f"{META_DIR}/done"
+LEGACY_MANIFEST = "manifest.json"
+LEGACY_LINEAGE = "_lineage.json"
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """An artifact is missing, incomplete, or was made by a different configuration."""
 
 
@@ -41,9 +53,34 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def file_mode() -> int:
+    """Permissions of a new regular file under the current umask (0o644 for umask 022)."""
+    umask = _read_umask()
+    return 0o666 & ~umask
+
+
+def _read_umask() -> int:
+    try:  # Linux: read it without changing it (os.umask() would, briefly, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def temp_file(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` (for write-then-rename) with umask permissions, as (fd, name)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -65,8 +102,7 @@ def read_json(path: Path) -> Any:
 
 def write_table(path: Path, table: pa.Table) -> None:
     """Write a Parquet file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path)
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -78,8 +114,7 @@ def write_table(path: Path, table: pa.Table) -> None:
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """Write a .npy file atomically (row-aligned embeddings, readable by numpy/FAISS as is)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array)
@@ -99,27 +134,39 @@ class Artifact:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
+        migrate_legacy(self.path)
+
+    def is_started(self) -> bool:
+        return (self.path / LINEAGE).exists()
+
+    def lineage(self) -> dict[str, Any]:
+        return read_json(self.path / LINEAGE)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def begin(self, *, overwrite: bool = False) -> None:
         """Claim the folder for `config_hash`. Refuses to mix outputs of two configurations."""
         lineage_path = self.path / LINEAGE
-        if lineage_path.exists():
-            old = read_json(lineage_path)
-            if old.get("config_hash") != self.config_hash:
-                if not overwrite:
-                    raise ArtifactError(
-                        f"{self.path} was made by a different configuration "
-                        f"(config hash {old.get('config_hash')}, now {self.config_hash}). "
-                        "Use a new run folder, or pass --overwrite to discard it."
-                    )
-                self.clear()
+        if self.conflicts():
+            if not overwrite:
+                self.refuse()
+            self.clear()
         self.path.mkdir(parents=True, exist_ok=True)
         if not lineage_path.exists():
             atomic_write_json(
                 lineage_path,
                 {"config_hash": self.config_hash, "upstream": self.upstream, "started": time.time()},
             )
+
+    def conflicts(self) -> bool:
+        """True when the folder holds output of another configuration than `config_hash`."""
+        return self.is_started() and self.lineage().get("config_hash") != self.config_hash
+
+    def refuse(self) -> None:
+        raise ArtifactError(
+            f"{self.path} was made by a different configuration "
+            f"(config hash {self.lineage().get('config_hash')}, now {self.config_hash}). "
+            "Use a new run folder, or pass --overwrite to discard it."
+        )
 
     def clear(self) -> None:
         if self.path.exists():
@@ -130,7 +177,7 @@ class Artifact:
         return self.path / f"{shard_name(index)}{suffix}"
 
     def marker_path(self, index: int) -> Path:
-        return self.path / f"{shard_name(index)}.done"
+        return self.path / DONE_DIR / f"{shard_name(index)}.json"
 
     def is_done(self, index: int) -> bool:
         return self.marker_path(index).exists()
@@ -140,7 +187,7 @@ class Artifact:
 
     def done_shards(self) -> list[int]:
         out = []
-        for p in self.path.glob("part-*.done"):
+        for p in (self.path / DONE_DIR).glob("part-*.json"):
             out.append(int(p.stem.split("-")[1]))
         return sorted(out)
 
@@ -186,6 +233,15 @@ class Artifact:
             return list(range(self.manifest()["num_shards"]))
         return self.done_shards()
 
+    def data_files(self) -> list[Path]:
+        """The Parquet files of the finished shards, in shard order (from their markers, so the
+        split folders of an exported dataset count too)."""
+        out = []
+        for i in self.shard_indices():
+            names = [f for f in self.marker(i).get("files", []) if f.endswith(".parquet")]
+            out.extend(self.path / f for f in names) if names else out.append(self.shard_path(i))
+        return [p for p in out if p.exists()]
+
     def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.shard_path(index), columns=columns)
 
@@ -198,6 +254,31 @@ class Artifact:
         if not tables:
             return pa.table({})
         return pa.concat_tables(tables)
+
+
+def manifest_file(folder: Path | str) -> Path:
+    """Where the manifest of an artifact folder is (this layout, or beside the shards in 0.1 folders)."""
+    folder = Path(folder)
+    new = folder / MANIFEST
+    return new if new.exists() or not (folder / LEGACY_MANIFEST).exists() else folder / LEGACY_MANIFEST
+
+
+def migrate_legacy(folder: Path) -> None:
+    """Move the bookkeeping of a megapairs 0.1 artifact (`_lineage.json`, `part-*.done` and
+    `manifest.json` beside the shards) into `.megapairs/`, so old run folders keep resuming."""
+    legacy = folder / LEGACY_LINEAGE
+    if not legacy.is_file() or (folder / LINEAGE).exists():
+        return
+    try:
+        (folder / DONE_DIR).mkdir(parents=True, exist_ok=True)
+        for marker in folder.glob("part-*.done"):
+            os.replace(marker, folder / DONE_DIR / f"{marker.stem}.json")
+        if (folder / LEGACY_MANIFEST).is_file():
+            os.replace(folder / LEGACY_MANIFEST, folder / MANIFEST)
+        os.replace(legacy, folder / LINEAGE)  # last: it marks the move as finished
+    except OSError as e:
+        raise ArtifactError(f"{folder} was written by megapairs 0.1 and cannot be moved to the current "
+                            f"layout ({e}); make it writable once, or rerun into a new folder") from None
 
 
 def open_complete(path: Path | str) -> Artifact:

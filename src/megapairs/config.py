@@ -18,6 +18,7 @@ from megapairs.followup import FollowupConfig
 from megapairs.mine.config import MineConfig
 
 PRESETS = ("demo", "paper", "tiny")
+SECTIONS = ("ingest", "embed", "mine", "annotate", "export", "followup", "executor")
 
 
 @dataclasses.dataclass
@@ -42,12 +43,34 @@ def preset_dict(name: str) -> dict[str, Any]:
     return yaml.safe_load(text) or {}
 
 
+def read_yaml(file: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file; ConfigError naming the file (and line) when it is missing or invalid."""
+    path = Path(file)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {path}{where}: invalid YAML ({problem})", hint="fix the file and rerun") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections (ingest:, mine:, ...), "
+                          f"got {type(data).__name__}")
+    return data
+
+
 def load_config(preset: str | None = None, file: str | Path | None = None,
                 overrides: list[str] | None = None) -> PipelineConfig:
     """Preset, then a YAML file, then dotted overrides (`mine.k=30`), each on top of the last."""
     data: dict[str, Any] = preset_dict(preset) if preset else {}
     if file:
-        extra = yaml.safe_load(Path(file).read_text()) or {}
+        extra = read_yaml(file)
         for section, values in extra.items():
             if isinstance(values, dict):
                 data.setdefault(section, {}).update(values)

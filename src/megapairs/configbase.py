@@ -16,10 +16,12 @@ from typing import Any, ClassVar, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
+from megapairs.errors import UserError
+
 T = TypeVar("T", bound="ConfigBase")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is missing, unknown, or out of range. The message names the field."""
 
 

@@ -8,7 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from megapairs.artifacts import Artifact, ArtifactError
 from megapairs.config import PipelineConfig, save_config
+from megapairs.configbase import ConfigError
+from megapairs.errors import UserError
 from megapairs.executors import make_executor
 from megapairs.stages import Stage, run_stage
 
@@ -29,29 +32,65 @@ def available_stages(config: PipelineConfig) -> list[str]:
     return [s for s in ORDER if hasattr(config, STAGES[s][2])]
 
 
-def make_stage(name: str, root: Path, config: PipelineConfig) -> Stage:
+def make_stage(name: str, root: Path, config: PipelineConfig, output: Path | str | None = None) -> Stage:
     module, cls, section = STAGES[name]
-    return getattr(importlib.import_module(module), cls)(root, getattr(config, section))
+    return getattr(importlib.import_module(module), cls)(root, getattr(config, section), output=output)
+
+
+def check_accepted(stages: list[Stage], overwrite: bool) -> None:
+    """Refuse a config change before anything is written (config.yaml included): every stage whose
+    inputs are finished must either match its folder's lineage or be allowed to discard it."""
+    for stage in stages:
+        try:
+            art = stage.output()
+        except ArtifactError:
+            return  # an input is not finished yet: the stages from here on will build from scratch
+        if art.conflicts() and not overwrite:
+            art.refuse()
+        if art.conflicts() or not art.is_complete():
+            return  # rebuilt in this run: what follows cannot be compared yet
+
+
+def check_usable_corpus(root: Path) -> None:
+    """Stop with a clear line when ingest found nothing to embed or pair (instead of FAISS's k > 0)."""
+    corpus = Artifact(root / "corpus")
+    if not corpus.is_complete():
+        return
+    m = corpus.manifest()
+    usable = int(m.get("usable", sum(v for k, v in (m.get("status_counts") or {}).items() if k == "ok")))
+    if usable >= 2:
+        return
+    counts = m.get("status_counts") or {}
+    found = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no items"
+    raise UserError(f"ingest source {m.get('source')!r} gave {usable} usable image(s) ({found}); mining needs "
+                    "at least 2", hint=f"point ingest.source at a folder of images with captions "
+                    f"(`megapairs inspect {root / 'corpus'}` shows why items were rejected)")
 
 
 def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None = None,
-                 only: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Run (or resume) the stages in order; returns each stage's manifest."""
+                 only: list[str] | None = None, overwrite: bool = False,
+                 outputs: dict[str, Path | str] | None = None) -> dict[str, Any]:
+    """Run (or resume) the stages in order; returns each stage's manifest. `outputs` puts a stage's
+    artifact somewhere else than its folder in the run (e.g. {"export": "/data/mydataset"})."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    save_config(config, root / "config.yaml")
-    stages = available_stages(config)
+    names = available_stages(config)
     if until:
-        if until not in stages:
-            raise ValueError(f"--until must be one of {', '.join(stages)}")
-        stages = stages[: stages.index(until) + 1]
+        if until not in names:
+            raise ConfigError(f"--until must be one of {', '.join(names)}, got {until!r}")
+        names = names[: names.index(until) + 1]
     if only:
-        stages = [s for s in stages if s in only]
+        names = [s for s in names if s in only]
+    stages = {n: make_stage(n, root, config, (outputs or {}).get(n)) for n in names}
+    check_accepted(list(stages.values()), overwrite)
     executor = make_executor(config.executor)
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(config, root / "config.yaml")  # accepted: from here a plain rerun resumes this config
     manifests = {}
-    for name in stages:
+    for name, stage in stages.items():
+        if name in ("embed", "mine"):
+            check_usable_corpus(root)
         log.info("stage %s", name)
-        manifests[name] = run_stage(make_stage(name, root, config), executor, overwrite=overwrite)
+        manifests[name] = run_stage(stage, executor, overwrite=overwrite)
     f = config.followup
     if "export" in stages and not only and (f.train or f.evaluate or f.index):
         from megapairs.followup import run_followup

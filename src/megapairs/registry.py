@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar
 
+from megapairs.errors import UserError
+
 T = TypeVar("T")
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A spec string names no registered backend, or its arguments are wrong."""
 
 

@@ -1,64 +1,125 @@
-"""`megapairs status RUN` and `megapairs inspect ARTIFACT`: human-readable views of the run folder."""
+"""`megapairs status RUN` and `megapairs inspect ARTIFACT`: the run folder as data (for `--json`)
+and as text. A path that is not a run folder or not an artifact is a `UserError` (exit code 2)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from megapairs.artifacts import LINEAGE, Artifact, read_json
+import pyarrow.parquet as pq
+
+from megapairs.artifacts import Artifact
+from megapairs.errors import UserError
 
 ARTIFACT_ORDER = ["corpus", "embeddings", "pairs", "annotations", "dataset"]
+DETAIL_KEYS = ("status_counts", "pairs_by_view", "status", "views")
 
 
-def run_status(root: Path) -> str:
+def run_status_data(root: Path) -> dict[str, Any]:
+    root = Path(root)
     if not root.is_dir():
-        return f"{root}: no such run folder"
-    lines = [f"run {root}"]
+        raise UserError(f"{root}: no such run folder", hint=f"start one with `megapairs run --run {root}`")
     names = ARTIFACT_ORDER + sorted(p.name for p in root.iterdir()
-                                    if p.is_dir() and (p / LINEAGE).exists() and p.name not in ARTIFACT_ORDER)
+                                    if p.is_dir() and Artifact(p).is_started() and p.name not in ARTIFACT_ORDER)
+    artifacts: dict[str, Any] = {}
     for name in names:
         art = Artifact(root / name)
-        if not (art.path / LINEAGE).exists():
-            lines.append(f"  {name:12s} not started")
-            continue
-        if art.is_complete():
+        if not art.is_started():
+            artifacts[name] = {"state": "not started"}
+        elif art.is_complete():
             m = art.manifest()
-            detail = {k: m[k] for k in ("status_counts", "pairs_by_view", "status", "views") if k in m}
-            if "views" in detail and isinstance(detail["views"], dict):
+            detail = {k: m[k] for k in DETAIL_KEYS if k in m}
+            if isinstance(detail.get("views"), dict):
                 detail["views"] = {k: (v["spec"] if isinstance(v, dict) else v) for k, v in detail["views"].items()}
-            lines.append(f"  {name:12s} complete  {m['rows']} rows in {m['num_shards']} shards  {json.dumps(detail)}")
+            artifacts[name] = {"state": "complete", "rows": m["rows"], "num_shards": m["num_shards"], **detail}
         else:
             done = art.done_shards()
-            rows = sum(art.marker(i)["rows"] for i in done)
-            lines.append(f"  {name:12s} partial   {len(done)} shards done ({rows} rows); rerun to resume")
+            artifacts[name] = {"state": "partial", "shards_done": len(done),
+                               "rows": sum(art.marker(i)["rows"] for i in done)}
+    return {"run": str(root), "config": (root / "config.yaml").is_file(), "artifacts": artifacts}
+
+
+def format_status(data: dict[str, Any]) -> str:
+    lines = [f"run {data['run']}"]
+    for name, a in data["artifacts"].items():
+        if a["state"] == "complete":
+            detail = {k: a[k] for k in DETAIL_KEYS if k in a}
+            lines.append(f"  {name:12s} complete  {a['rows']} rows in {a['num_shards']} shards  {json.dumps(detail)}")
+        elif a["state"] == "partial":
+            lines.append(f"  {name:12s} partial   {a['shards_done']} shards done ({a['rows']} rows); rerun to resume")
+        else:
+            lines.append(f"  {name:12s} not started")
     return "\n".join(lines)
 
 
-def _short(v, width: int = 80):
+def run_status(root: Path) -> str:
+    return format_status(run_status_data(root))
+
+
+def _short(v: Any, width: int = 80) -> str:
     if isinstance(v, (bytes, bytearray)):
         return f"<{len(v)} bytes>"
     s = json.dumps(v, default=str) if not isinstance(v, str) else v
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def inspect_artifact(path: Path, n: int = 5, columns: list[str] | None = None) -> str:
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return f"<{len(v)} bytes>"
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def inspect_data(path: Path, n: int = 5, columns: list[str] | None = None) -> dict[str, Any]:
+    path = Path(path)
     art = Artifact(path)
-    out = []
+    if not path.is_dir():
+        raise UserError(f"{path}: no such folder", hint="give an artifact folder such as RUN/pairs")
+    if not art.is_started():
+        raise UserError(f"{path}: not an artifact folder (no megapairs metadata)",
+                        hint=f"give one of {', '.join(ARTIFACT_ORDER)} inside a run folder")
+    out: dict[str, Any] = {"artifact": str(path)}
     if art.is_complete():
-        m = art.manifest()
-        summary = {k: v for k, v in m.items() if k not in ("score_histograms", "histogram_bins", "schema")}
+        out["state"] = "complete"
+        out["manifest"] = art.manifest()
+    else:
+        out["state"] = "partial"
+        out["shards_done"] = len(art.done_shards())
+        out["lineage"] = art.lineage()
+    rows: list[dict[str, Any]] = []
+    for file in art.data_files():
+        if len(rows) >= n:
+            break
+        try:
+            table = pq.read_table(file, columns=columns)
+        except KeyError as e:
+            raise UserError(f"{file}: no column {e}", hint="see the schema line for the column names") from None
+        rows.extend(_jsonable(r) for r in table.slice(0, n - len(rows)).to_pylist())
+    out["rows"] = rows
+    return out
+
+
+def format_inspect(data: dict[str, Any]) -> str:
+    out = []
+    if data["state"] == "complete":
+        m = data["manifest"]
+        summary = {k: v for k, v in m.items() if k not in ("score_histograms", "histogram_bins", "schema",
+                                                           "similarity_histograms")}
         out.append(json.dumps(summary, indent=2, default=str))
         out.append("schema: " + ", ".join(m.get("schema") or []))
-    elif (path / LINEAGE).exists():
-        out.append(f"incomplete artifact: {len(art.done_shards())} shards done; lineage {read_json(path / LINEAGE)}")
     else:
-        return f"{path}: not an artifact folder (no {LINEAGE})"
-    shown = 0
-    for i in art.shard_indices():
-        for row in art.read_shard(i, columns).to_pylist():
-            out.append(f"--- row {shown}")
-            out.extend(f"  {k}: {_short(v)}" for k, v in row.items())
-            shown += 1
-            if shown >= n:
-                return "\n".join(out)
+        out.append(f"incomplete artifact: {data['shards_done']} shards done; lineage {data['lineage']}")
+    for i, row in enumerate(data["rows"]):
+        out.append(f"--- row {i}")
+        out.extend(f"  {k}: {_short(v)}" for k, v in row.items())
     return "\n".join(out)
+
+
+def inspect_artifact(path: Path, n: int = 5, columns: list[str] | None = None) -> str:
+    return format_inspect(inspect_data(path, n, columns))
+
+

@@ -2,7 +2,9 @@
 
 It answers `/v1/chat/completions` and `/v1/completions` with deterministic text shaped like what
 the annotation prompts ask for, and can be told (POST /control) to misbehave: a `script` of modes
-consumed one per request (ok, 429, 500, 503, 400, malformed, nochoices, empty, refusal, hang; for
+consumed one per request (ok, 429, 500, 503, 400, malformed, nochoices, empty, refusal, hang,
+badusage: valid JSON whose usage.prompt_tokens is a list, badparts: content parts whose text is a
+number; for
 line-mode prompts also const: the same answer whatever the seed, long: cut off by max_tokens), and
 `die_after` N answered requests, after which the next request kills the process (SIGKILL).
 Every request is appended to the --log file (JSON lines, fsynced) so a test can count requests
@@ -93,7 +95,7 @@ async def _handle(request: Request, chat: bool) -> Any:
     if STATE["delay"]:
         await asyncio.sleep(STATE["delay"])
     line = prompt.rstrip().splitlines()[-1].startswith("Instruction:") if prompt.strip() else False
-    _log({"key": key, "mode": mode, "images": images, "answered": mode in ("ok", "empty", "refusal", "const", "long"),
+    _log({"key": key, "mode": mode, "images": images, "answered": mode in ("ok", "empty", "refusal", "const", "long", "badusage", "badparts"),
           "endpoint": "chat" if chat else "completions", "auth": request.headers.get("authorization", ""),
           "line": line, "seed": body.get("seed"), "stop": body.get("stop"), "max_tokens": body.get("max_tokens"),
           "temperature": body.get("temperature"), "tail": prompt[-80:]})
@@ -114,10 +116,15 @@ async def _handle(request: Request, chat: bool) -> Any:
     else:
         text = _reply(prompt, chat)
     STATE["answered"] += 1
-    usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+    usage: dict[str, Any] = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+    if mode == "badusage":
+        usage["prompt_tokens"] = [1, 2]
     choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if mode == "long" else "stop"}
     if chat:
-        choice["message"] = {"role": "assistant", "content": text}
+        content: Any = [{"type": "text", "text": 42}] if mode == "badparts" else text
+        choice["message"] = {"role": "assistant", "content": content}
+    elif mode == "badparts":
+        choice["text"] = {"parts": [text]}
     else:
         choice["text"] = text
     return {"id": "x", "object": "chat.completion" if chat else "text_completion", "model": body.get("model"),

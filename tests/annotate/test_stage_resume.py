@@ -14,7 +14,7 @@ from megapairs.annotate.config import AnnotateConfig
 from megapairs.annotate.llm import BackendError
 from megapairs.annotate.roles import PairItem
 from megapairs.annotate.stage import SCHEMA, AnnotateStage
-from megapairs.artifacts import open_complete
+from megapairs.artifacts import Artifact, open_complete
 from megapairs.stages import run_stage
 
 from .helpers import make_run
@@ -87,7 +87,7 @@ def test_stage_resumes_after_server_death(tmp_path: Path, server_factory) -> Non
     with pytest.raises(BackendError):
         run_stage(AnnotateStage(tmp_path / "crash", server_config(first.url)))
     out = tmp_path / "crash" / "annotations"
-    assert (out / "part-00000.done").exists() and not (out / "part-00001.done").exists()
+    assert Artifact(out).done_shards() == [0]
     assert not (out / "part-00001.parquet").exists()  # no half-written shard
     second = server_factory()
     manifest = run_stage(AnnotateStage(tmp_path / "crash", server_config(second.url)))
@@ -116,7 +116,7 @@ def test_a_run_written_by_fallbacks_stops_with_one_clear_line_and_keeps_its_shar
     with pytest.raises(AnnotationDegraded, match=r"12 of 12 rows \(100%\) were written by a fallback"):
         run_stage(AnnotateStage(tmp_path, cfg))
     art = tmp_path / "annotations"
-    assert len(list(art.glob("part-*.parquet"))) == 4 and not (art / "manifest.json").exists()  # nothing lost
+    assert len(list(art.glob("part-*.parquet"))) == 4 and not Artifact(art).is_complete()  # nothing lost
     # accepting the degraded run is an operational choice: the same shards, no new requests
     server.control(script=[])
     server.reset_log()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from megapairs.artifacts import Artifact
 from megapairs.cli import main
 from tests.conftest import make_image_folder
 from tests.core.helpers import run_fingerprint
@@ -27,17 +28,18 @@ def test_sigkill_mid_stage_then_resume_equals_uninterrupted(tmp_path, tiny_overr
     assert main(_cli(clean, source, tiny_overrides)) == 0
 
     crashed = tmp_path / "crashed"
-    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=str(Path(__file__).parents[2]))
+    repo = Path(__file__).parents[2]  # this checkout's code, also in a worktree beside the installed one
+    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=f"{repo / 'src'}{os.pathsep}{repo}")
     proc = subprocess.Popen([sys.executable, "-m", "megapairs.cli", *_cli(crashed, source, tiny_overrides)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     embed_dir = crashed / "embeddings"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(embed_dir.glob("part-*.done"))) < 2:
+    while time.time() < deadline and len(Artifact(embed_dir).done_shards()) < 2:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len(list(embed_dir.glob("part-*.done")))
-    assert 2 <= done < 6 and not (embed_dir / "manifest.json").exists(), "the kill must land mid-stage"
+    done = len(Artifact(embed_dir).done_shards())
+    assert 2 <= done < 6 and not Artifact(embed_dir).is_complete(), "the kill must land mid-stage"
 
     assert main(_cli(crashed, source, tiny_overrides)) == 0  # resume
     assert run_fingerprint(crashed) == run_fingerprint(clean)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from megapairs.artifacts import manifest_file
 from megapairs.export import ExportConfig, ExportStage, read_triplets, validate_megapairs
 from megapairs.stages import run_stage
 
@@ -29,7 +30,7 @@ def test_load_dataset_parquet_and_json_offline(dataset, tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
     cache = str(tmp_path / "cache")
-    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest = json.loads(manifest_file(dataset).read_text())
     files = {s: str(dataset / s / "*.parquet") for s in ("train", "validation")}
     ds = datasets.load_dataset("parquet", data_files=files, cache_dir=cache)
     assert {s: ds[s].num_rows for s in ds} == manifest["splits"]

@@ -59,6 +59,28 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _part_text(part: Any, where: str) -> str:
+    """The text of one content part; parts of other types (images, audio) contribute nothing."""
+    if not isinstance(part, dict):
+        raise ValueError(f"{where} is {type(part).__name__}, not an object")
+    if part.get("type", "text") != "text":
+        return ""
+    text = part.get("text", "")
+    if not isinstance(text, str):
+        raise ValueError(f"{where}.text is {type(text).__name__}, not text")
+    return text
+
+
+def _count(usage: dict[str, Any], name: str) -> int:
+    """A token count from `usage`: a non-negative integer, or absent / null (counted as 0)."""
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        raise ValueError(f"usage.{name} is {value!r}, not a token count")
+    return int(value)
+
+
 class OpenAICompatGenerator:
     """Talks to `/chat/completions` (default) or `/completions` (`api="completions"`)."""
 
@@ -106,28 +128,38 @@ class OpenAICompatGenerator:
         return body
 
     def parse(self, data: Any) -> GenResult:
+        """The generated text and token counts of a reply; ValueError naming the first field whose
+        type is not what the OpenAI API defines (the caller turns it into a failure row)."""
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise ValueError("no choices in the response")
         choice = data["choices"][0]
         if not isinstance(choice, dict):
-            raise ValueError("choice is not an object")
+            raise ValueError(f"choices[0] is {type(choice).__name__}, not an object")
         if self.api == "completions":
             text = choice.get("text")
+            where = "choices[0].text"
         else:
             msg = choice.get("message")
             if not isinstance(msg, dict):
-                raise ValueError("choice has no message")
+                raise ValueError("choices[0] has no message object")
             text = msg.get("content")
+            where = "choices[0].message.content"
             if isinstance(text, list):  # content parts
-                text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+                text = "".join(_part_text(p, f"{where}[{i}]") for i, p in enumerate(text))
         if text is None:
             text = ""
         if not isinstance(text, str):
-            raise ValueError(f"content is {type(text).__name__}, not text")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return GenResult(text=text, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                         completion_tokens=int(usage.get("completion_tokens") or 0),
-                         finish_reason=str(choice.get("finish_reason") or ""))
+            raise ValueError(f"{where} is {type(text).__name__}, not text")
+        usage = data.get("usage")
+        if usage is None:
+            usage = {}
+        if not isinstance(usage, dict):
+            raise ValueError(f"usage is {type(usage).__name__}, not an object")
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise ValueError(f"choices[0].finish_reason is {type(finish).__name__}, not text")
+        return GenResult(text=text, prompt_tokens=_count(usage, "prompt_tokens"),
+                         completion_tokens=_count(usage, "completion_tokens"), finish_reason=finish or "")
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         o = self.options

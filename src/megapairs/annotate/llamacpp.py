@@ -104,8 +104,9 @@ class LlamaCppServer:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-1500:]
-                raise BackendUnavailable(f"llama.cpp server exited with {self.proc.returncode}:\n{tail}")
+                tail = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()][-3:]
+                raise BackendUnavailable(f"llama.cpp server exited with {self.proc.returncode} (log {self.log_path}): "
+                                         + " | ".join(tail))
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0).status_code == 200:
                     return self
@@ -127,14 +128,31 @@ class LlamaCppServer:
             proc.wait(timeout=10)
 
 
+def prompt_cache_enabled() -> bool:
+    """llama.cpp reuses the KV cache of a previous prompt's prefix by default, but the logits of a
+    prompt evaluated in part (suffix only) and in full differ in the last bits, so a sampled answer
+    depends on what the server saw before: a run resumed on a restarted server (empty cache) wrote
+    other text than a clean run. megapairs sends `cache_prompt: false` so every answer depends on its
+    request only (measured: about 2x the time per request for the line prompts);
+    MEGAPAIRS_LLAMACPP_PROMPT_CACHE=1 trades that reproducibility for speed."""
+    return os.environ.get("MEGAPAIRS_LLAMACPP_PROMPT_CACHE", "") not in ("", "0")
+
+
 class LlamaCppGenerator(OpenAICompatGenerator):
-    """OpenAI-compatible client of a server this object started and owns."""
+    """OpenAI-compatible client of a server this object started and owns; requests are evaluated
+    without reusing cached prompt prefixes (see `prompt_cache_enabled`), so output is reproducible."""
 
     def __init__(self, arg: str, options: GenOptions) -> None:
         self.server = LlamaCppServer(resolve_model(arg), threads=options.llamacpp_threads,
                                      parallel=options.llamacpp_parallel).start()
         super().__init__(self.server.base_url, arg, api="completions", options=options, spec=f"llamacpp:{arg}")
         self.model_id = f"llamacpp:{arg}" if arg in MODEL_ALIASES else f"llamacpp:{Path(arg).name}"
+
+    def body(self, req):  # type: ignore[no-untyped-def]
+        body = super().body(req)
+        if not prompt_cache_enabled():
+            body["cache_prompt"] = False
+        return body
 
     def close(self) -> None:
         self.server.stop()

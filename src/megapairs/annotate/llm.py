@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from megapairs.errors import RESUME_HINT, RunFailure
 from megapairs.registry import Registry
 
 
@@ -58,7 +59,7 @@ class GenResult:
     finish_reason: str = ""
 
 
-class BackendError(RuntimeError):
+class BackendError(RunFailure, RuntimeError):
     """A request failed for good (after retries).
 
     `unavailable` means the server itself is down or refusing work (connection errors, 429, 502-504):
@@ -70,9 +71,11 @@ class BackendError(RuntimeError):
         super().__init__(message)
         self.unavailable = unavailable
         self.status = status
+        if unavailable:
+            self.hint = f"check that the server is up and accepts requests, then {RESUME_HINT}"
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(RunFailure, RuntimeError):
     """A backend cannot be built here (package missing, model file absent, server did not start)."""
 
 

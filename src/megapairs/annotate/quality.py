@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from megapairs.errors import RunFailure
+
 MIN_ROWS = 32  # a worker judges its shares only once it has seen this many rows
 
 
-class AnnotationDegraded(RuntimeError):
+class AnnotationDegraded(RunFailure, RuntimeError):
     """The configured models wrote too little of the output (see module docstring)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from megapairs.corpus.images import IMAGE_EXT
+from megapairs.errors import UserError
 
 OPENCLIPART_DIR = Path("/usr/share/openclipart/svg")
 SIDE_EXT = (".txt", ".json")
@@ -24,7 +25,7 @@ CAPTION_KEYS = ("caption", "text", "title", "alt", "description")
 Item = dict[str, Any]
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """The source does not exist or is not in a format ingest reads."""
 
 
@@ -90,9 +91,8 @@ def list_table(path: Path, image_column: str, caption_column: str) -> list[Item]
     return items
 
 
-def list_tar(path: Path) -> list[Item]:
-    """WebDataset: members grouped by key (the path up to the first dot of the basename)."""
-    path = path.resolve()
+def _read_tar_members(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Image members and side files of a tar, grouped by WebDataset key, in archive order."""
     groups: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     with tarfile.open(path) as tar:
@@ -111,6 +111,19 @@ def list_tar(path: Path) -> list[Item]:
                 groups[key][ext] = text
             elif ext in IMAGE_EXT:
                 groups[key]["image"] = (m.name, m.offset_data, m.size)
+    return groups, order
+
+
+def list_tar(path: Path) -> list[Item]:
+    """WebDataset: members grouped by key (the path up to the first dot of the basename)."""
+    path = path.resolve()
+    try:
+        groups, order = _read_tar_members(path)
+    except (tarfile.TarError, EOFError) as e:
+        lines = [ln.strip(" -") for ln in str(e).splitlines() if ln.strip(" -")]
+        reason = lines[-1] if lines else type(e).__name__
+        raise SourceError(f"{path}: not a readable tar archive ({reason}); "
+                          "re-copy or re-create the shard, or leave it out of the source") from None
     items = []
     for key in order:
         g = groups[key]

@@ -1,7 +1,7 @@
 """The embed stage: every usable corpus image decoded once, fed to all image encoders, captions to
 the text encoder. One embed shard per corpus shard (its `ok` rows, in order).
 
-Output per shard: `part-NNNNN.parquet` (id) and `<view>/part-NNNNN.npy` (N, D) L2-normalised.
+Output per shard: `part-NNNNN.parquet` (id) and `.vectors/<view>/part-NNNNN.npy` (N, D) L2-normalised.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from megapairs.corpus.images import load_image
 from megapairs.embed.backends import build_image_encoder, build_text_encoder
 from megapairs.embed.backends.base import ImageEncoder, TextEncoder, pick_device
 from megapairs.embed.config import VIEW_MODALITY, EmbedConfig
+from megapairs.embed.store import vector_path, vector_relpath
 from megapairs.stages import ShardTask, Stage
 
 EMPTY_CAPTION = "an image"  # what the text view embeds for a row with no caption
@@ -116,8 +117,8 @@ class EmbedStage(Stage):
             files = [art.shard_path(task.index).name]
             for v, dim in encoders.dims().items():
                 mat = np.concatenate(outs[v]) if outs[v] else np.zeros((0, dim), dtype)
-                write_npy(art.path / v / f"part-{task.index:05d}.npy", mat)
-                files.append(f"{v}/part-{task.index:05d}.npy")
+                write_npy(art.path / vector_relpath(v, task.index), mat)
+                files.append(vector_relpath(v, task.index))
             write_table(art.shard_path(task.index), pa.table({"id": pa.array([r["id"] for r in rows], pa.string())}))
             art.mark_done(task.index, len(rows), files)
 
@@ -127,7 +128,7 @@ class EmbedStage(Stage):
     def finalize(self, artifact: Artifact, tasks: list[ShardTask]) -> dict[str, Any]:
         dims = {}
         for v in self.config.views():
-            first = next((artifact.path / v / f"part-{t.index:05d}.npy" for t in tasks), None)
+            first = next((vector_path(artifact.path, v, t.index) for t in tasks), None)
             dims[v] = int(np.load(first, mmap_mode="r").shape[1]) if first and first.exists() else 0
         return {
             "views": {v: {"spec": s, "dim": dims[v], "modality": VIEW_MODALITY[v]} for v, s in self.config.views().items()},

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Sequence
 
@@ -87,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     summary = {k: round(v, 2) for k, v in result["metrics"].items()}
-    print(json.dumps({"benchmark": result["benchmark"], "split": result["split"], "metrics": summary,
-                      "files": result.get("files", [])}, indent=2))
+    from megapairs.output import print_json
+
+    print_json({"benchmark": result["benchmark"], "split": result["split"], "metrics": summary,
+                "files": result.get("files", [])})
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from megapairs.errors import unwrap
 from megapairs.progress import Progress
 
 if TYPE_CHECKING:
@@ -53,9 +54,17 @@ class RayExecutor:
         @ray.remote(num_cpus=self.num_cpus_per_actor, num_gpus=self.num_gpus_per_actor)
         class ShardActor:
             def __init__(self, stage: Any) -> None:
-                self.worker = stage.make_worker()
+                # An error while building the worker is kept and raised by run(): Ray reports a failed
+                # __init__ only as "actor died" text, while a task error carries the exception itself.
+                self.worker, self.init_error = None, None
+                try:
+                    self.worker = stage.make_worker()
+                except Exception as e:
+                    self.init_error = e
 
             def run(self, task: Any) -> int:
+                if self.init_error is not None:
+                    raise self.init_error
                 self.worker(task)
                 return task.index
 
@@ -67,6 +76,8 @@ class RayExecutor:
         try:
             for index in pool.map_unordered(lambda a, t: a.run.remote(t), tasks):
                 progress.update(sizes[index])
+        except ray.exceptions.RayTaskError as e:
+            raise unwrap(e) from None  # the worker's own exception, not ~100 lines of Ray traceback
         finally:
             progress.close()
             for a in actors:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from megapairs import __version__
+from megapairs.artifacts import manifest_file
 from megapairs.export import layout
 from megapairs.export.reader import iter_rows
 from megapairs.export.triplets import DROP_REASONS
@@ -235,5 +236,5 @@ def write_card(folder: Path | str, info: dict[str, Any], *, samples: int = 4) ->
 
 def regenerate_card(folder: Path | str, *, samples: int = 4) -> Path:
     folder = Path(folder)
-    info = json.loads((folder / "manifest.json").read_text())
+    info = json.loads(manifest_file(folder).read_text())
     return write_card(folder, info, samples=samples)

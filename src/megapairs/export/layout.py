@@ -3,7 +3,7 @@
     <dataset>/
       README.md              dataset card (generated)
       preview.html           triplets as pictures (generated)
-      manifest.json          counts, drop reasons, models, split policy, schema
+      .megapairs/manifest.json  counts, drop reasons, models, split policy, schema (+ lineage, markers)
       images/ab/<id>.jpg     every image once, named by its corpus id (content hash)
       train/part-00000.parquet | .jsonl | .tar
       validation/part-00000.parquet | .jsonl | .tar

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from megapairs.artifacts import manifest_file
 from megapairs.export.layout import SPLITS
 from megapairs.export.reader import find_tables, iter_table
 
@@ -174,7 +175,7 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
             shared = images_by_split[a] & images_by_split[b]
             if shared:
                 problems.add(f"split leakage: {len(shared)} image(s) in both {a} and {b}, e.g. {sorted(shared)[:3]}")
-    manifest = folder / "manifest.json"
+    manifest = manifest_file(folder)
     if ours and manifest.exists():
         splits = json.loads(manifest.read_text()).get("splits", {})
         for s, n in splits.items():

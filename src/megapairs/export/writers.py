@@ -6,13 +6,12 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
 
-from megapairs.artifacts import atomic_write_bytes, write_table
+from megapairs.artifacts import atomic_write_bytes, temp_file, write_table
 
 MEGAPAIRS_FIELDS = ("q_img", "q_text", "t_img", "hns")
 
@@ -43,8 +42,7 @@ def write_webdataset(path: Path, rows: list[dict[str, Any]], image_bytes: Callab
     """One sample per triplet: `<key>.json` (the row, paths relative to the dataset folder),
     `<key>.q.<ext>`, `<key>.t.<ext>` and `<key>.hn1.<ext>` ... for hns[1:] (hns[0] is the query,
     so its pixels are not stored twice). Member metadata is fixed, so equal input gives equal bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path)
     os.close(fd)
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:

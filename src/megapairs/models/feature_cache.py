@@ -33,6 +33,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from megapairs.artifacts import file_mode
 from megapairs.models.common import Inputs
 
 log = logging.getLogger("megapairs")
@@ -167,6 +168,7 @@ def _write_part(folder: Path, part: dict[str, tuple[np.ndarray, np.ndarray]], to
     folder.mkdir(parents=True, exist_ok=True)
     keys = sorted(part)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-", suffix=".tmp")
+    os.fchmod(fd, file_mode())
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, keys=np.array(keys), tower=np.array(tower_key),

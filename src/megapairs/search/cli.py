@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -97,8 +96,12 @@ def cmd_index(args: argparse.Namespace) -> int:
                              shard_size=args.shard_size, options=options, overwrite=args.overwrite)
     g = idx.meta["gallery"]
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(g["skipped"].items())) or "none"
-    print(f"indexed {len(idx)} of {g['listed']} images into {idx.folder} "
-          f"(dim {idx.dim}, faiss {idx.meta['faiss']['factory']}; skipped: {skipped})")
+    from megapairs.output import emit
+
+    emit(args, {"index": str(idx.folder), "indexed": len(idx), "listed": g["listed"], "dim": idx.dim,
+                "faiss": idx.meta["faiss"]["factory"], "skipped": g["skipped"]},
+         f"indexed {len(idx)} of {g['listed']} images into {idx.folder} "
+         f"(dim {idx.dim}, faiss {idx.meta['faiss']['factory']}; skipped: {skipped})")
     return 0
 
 
@@ -116,8 +119,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     image = str(Path(args.image).expanduser()) if args.image is not None else None
     hits = idx.search(images=image, text=args.text, k=args.k)[0]
     if args.json:
-        print(json.dumps({"query": {"image": image, "text": args.text, "k": args.k},
-                          "hits": [h.to_dict() for h in hits]}, indent=2))
+        from megapairs.output import print_json
+
+        print_json({"query": {"image": image, "text": args.text, "k": args.k}, "hits": [h.to_dict() for h in hits]})
     else:
         print(f"{'rank':>4}  {'score':>7}  {'id':<32}  path")
         for h in hits:

@@ -44,7 +44,9 @@ def content_id(data: bytes) -> str:
 def is_corpus(folder: Path) -> bool:
     import json
 
-    manifest = folder / "manifest.json"
+    from megapairs.artifacts import manifest_file
+
+    manifest = manifest_file(folder)
     if not manifest.is_file():
         return False
     try:

@@ -35,7 +35,9 @@ def plot_loss(history: list[tuple[int, float]], path: Path) -> None:
 
 def _data_facts(data) -> list[str]:
     lines = [f"- source: `{data.source}` ({len(data)} triplets)"]
-    manifest = Path(data.source) / "manifest.json"
+    from megapairs.artifacts import manifest_file
+
+    manifest = manifest_file(data.source)
     if manifest.exists():
         m = json.loads(manifest.read_text())
         lines.append(f"- artifact: kind `{m.get('kind')}`, config hash `{m.get('config_hash')}`, "

@@ -70,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"megapairs train: {e}", file=sys.stderr)
         return 2
-    print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {result.final_model}")
-    for k, v in result.metrics.items():
-        print(f"  {k}: {v:.4g}")
+    from megapairs.output import emit
+
+    text = "\n".join([f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {result.final_model}",
+                      *(f"  {k}: {v:.4g}" for k, v in result.metrics.items())])
+    emit(args, {"steps": result.steps, "final_loss": result.final_loss, "model": str(result.final_model),
+                "metrics": dict(result.metrics)}, text)
     return 0
 
 

