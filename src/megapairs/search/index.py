@@ -304,6 +304,8 @@ class IndexBuilder:
         self.overwrite = overwrite
         self.progress = progress
         self.decode_threads = max(0, decode_threads)  # 0: decode inline, no prefetch
+        key = getattr(retriever, "image_feature_key", None)
+        self.uses_feature_cache = bool(getattr(retriever, "feature_cache_dir", None)) and callable(key) and key() is not None
 
     def identity(self, gallery: Gallery) -> dict[str, Any]:
         listing = hashlib.sha256("\n".join(it.src for it in gallery.items).encode()).hexdigest()[:16]
@@ -360,7 +362,7 @@ class IndexBuilder:
                     pending.append(pool.submit(_read_all, batches[b + 1]))
                 with bar.timer("decode_wait"):
                     decoded = pending.pop(0).result()
-            images = []
+            images, srcs = [], []
             for item, (data_id, image, error) in zip(batches[b], decoded):
                 row = {"id": item.id or data_id, "path": item.path, "src": item.src, "caption": item.caption,
                        "status": "ok", "reason": None, "emb_row": -1}
@@ -369,10 +371,14 @@ class IndexBuilder:
                 else:
                     row["emb_row"] = sum(len(v) for v in vectors) + len(images)
                     images.append(image)
+                    srcs.append(item.src)
                 rows.append(row)
             if images:
+                # Files go by path where the retriever keeps a feature cache: images embedded before
+                # (by training, evaluation or another index) skip the image tower.
+                by_path = self.uses_feature_cache and all(_plain_file(s) for s in srcs)
                 with bar.timer("encode"):
-                    emb = self.retriever.encode(images=images)
+                    emb = self.retriever.encode(images=srcs if by_path else images)
                 vectors.append(emb.detach().float().cpu().numpy().astype(np.float16))  # (b, D)
             bar.update(len(batches[b]))
         with bar.timer("write"):
@@ -446,6 +452,13 @@ def _read_all(items: Sequence[GalleryItem]) -> list[tuple[str | None, Any, Excep
         except Exception as e:  # unreadable items become rows with a status, not a crash
             out.append((item.id or content_id(item.src.encode()), None, e))
     return out
+
+
+def _plain_file(src: str) -> bool:
+    """A raster image file on disk (not a tar member, a table cell or an SVG that needs rendering)."""
+    from megapairs.corpus.images import SVG_EXT
+
+    return not src.startswith(("tar:", "parquet:")) and Path(src).suffix.lower() not in SVG_EXT
 
 
 def _empty_skipped() -> pa.Table:
