@@ -21,6 +21,7 @@ from megapairs.corpus.config import IngestConfig
 from megapairs.corpus.images import DecodeError, decode, looks_like_svg, read_bytes, render_svg
 from megapairs.corpus.sources import caption_from_json, list_source, resolve_source_name, spread
 from megapairs.corpus.svgmeta import svg_caption
+from megapairs.progress import advance
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
 
 SCHEMA = pa.schema([
@@ -90,7 +91,10 @@ class IngestStage(Stage):
         c = self.config
 
         def work(task: ShardTask) -> None:
-            rows = [self._row(item, ids, paths) for item in task.payload]
+            rows = []
+            for item in task.payload:
+                rows.append(self._row(item, ids, paths))
+                advance(1)
             table = pa.Table.from_pylist(rows, schema=SCHEMA)
             write_table(art.shard_path(task.index), table)
             counts: dict[str, int] = {}

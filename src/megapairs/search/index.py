@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -512,9 +513,16 @@ def _trained_index(embeddings: np.ndarray, factory: str, options: IndexOptions, 
         nlist = getattr(faiss.extract_index_ivf(index), "nlist", 1) if "IVF" in factory else 1
         n = min(count, options.train_size or max(100 * nlist, 10_000))
         rows = np.sort(np.random.default_rng(0).choice(count, size=n, replace=False))
+        # One FAISS call with no progress of its own: say what runs and how long it took.
+        print(f"faiss {factory}: training on {n} vectors ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
         index.train(np.ascontiguousarray(embeddings[rows], dtype=np.float32))
+        print(f"faiss {factory}: trained in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    bar = Progress(count, f"faiss {factory} add", unit="vec", disable=count <= chunk)
     for i in range(0, count, chunk):
         index.add(np.ascontiguousarray(embeddings[i : i + chunk], dtype=np.float32))
+        bar.update(min(chunk, count - i))
+    bar.close()
     return index
 
 
