@@ -37,3 +37,11 @@ def test_licence_and_source_follow_the_corpus(source, license):
 def test_size_buckets():
     assert [size_category(n) for n in (0, 999, 1000, 250_000, 2_000_000)] == \
         ["n<1K", "n<1K", "1K<n<10K", "100K<n<1M", "1M<n<10M"]
+
+
+def test_mixed_sources():
+    mix = [["openclipart", 100], ["icons:Adwaita", 50]]
+    data = card_data({"rows": 10, "upstream_info": {"corpus": {"source": mix}}})
+    assert data.source_datasets == ["openclipart", "icons:Adwaita"] and data.license == "other"
+    data = card_data({"rows": 10, "upstream_info": {"corpus": {"source": [["openclipart", 1], ["/x/mine", 1]]}}})
+    assert data.license == "unknown"

@@ -89,18 +89,32 @@ def size_category(rows: int) -> str:
     return next((name for limit, name in SIZE_BUCKETS if rows < limit), "n>1T")
 
 
+def _source_name(spec: str) -> str:
+    if spec in SOURCE_LICENSES or spec.startswith("icons"):
+        return spec
+    return Path(spec).name or "unknown"
+
+
+def _source_license(spec: str) -> str:
+    if spec.startswith("icons"):  # freedesktop themes: GPL, LGPL, CC BY-SA, ... per theme
+        return "other"
+    return SOURCE_LICENSES.get(spec, "unknown")
+
+
 def card_data(info: dict[str, Any]):
     """The card's YAML metadata as `huggingface_hub.DatasetCardData`: licence, tasks, size, source
     dataset, and the data files per split (so `load_dataset(folder)` finds them)."""
     from huggingface_hub import DatasetCardData
 
-    source = str(info.get("upstream_info", {}).get("corpus", {}).get("source") or "")
-    name = source if source in SOURCE_LICENSES else Path(source).name or "unknown"
-    license = SOURCE_LICENSES.get(source, "unknown")
+    source = info.get("upstream_info", {}).get("corpus", {}).get("source") or ""
+    specs = [str(s[0]) for s in source] if isinstance(source, list) else [str(source)]  # a mix: [[spec, n], ...]
+    names = [_source_name(s) for s in specs]
+    licenses = {_source_license(s) for s in specs}
+    license = licenses.pop() if len(licenses) == 1 else "unknown" if "unknown" in licenses else "other"
     extra: dict[str, Any] = {}
-    if source == "samples":
-        extra["license_details"] = ("bundled sample photos from scikit-image and scikit-learn, each under the "
-                                    "licence its package states")
+    if license == "other":
+        extra["license_details"] = ("images keep their sources' licences: bundled sample photos from scikit-image "
+                                    "and scikit-learn, icon themes under their own licences, OpenClipart CC0")
     files = info.get("files") or {}
     fmts = info.get("formats") or []
     suffix = ".parquet" if "parquet" in fmts else ".jsonl" if "jsonl" in fmts else ".tar"
@@ -113,7 +127,7 @@ def card_data(info: dict[str, Any]):
         license=license,
         task_categories=["image-to-image", "image-feature-extraction"],
         size_categories=[size_category(int(info.get("rows") or 0))],
-        source_datasets=[name],
+        source_datasets=names,
         annotations_creators=["machine-generated"],
         language=["en"],
         tags=["composed-image-retrieval", "megapairs"],

@@ -14,6 +14,7 @@ import pyarrow as pa
 from megapairs.artifacts import Artifact, write_table
 from megapairs.embed.store import load_embeddings
 from megapairs.mine.config import MineConfig
+from megapairs.mine.describable import ChangeJudge, keep_describable
 from megapairs.mine.knn import build_index, choose_index, search
 from megapairs.mine.select import HIST_BINS, select_pairs
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
@@ -89,20 +90,25 @@ class MineStage(Stage):
         indexes = self._indexes(mats)
         art = self.output()
         schema = pairs_schema(views)
+        judge = ChangeJudge(self.root) if c.require_change else None
 
         def work(task: ShardTask) -> None:
             q = np.asarray(task.payload["rows"], dtype=np.int64)
             knn = {v: search(indexes[v], mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
             columns, stats = select_pairs(
                 q, knn, task.payload["bands"], mats, ids,
-                near_duplicate=c.near_duplicate, max_targets=c.max_targets_per_query,
+                near_duplicate=c.near_duplicate,
+                max_targets=c.k * len(views) if judge else c.max_targets_per_query,
                 num_hard_negatives=c.num_hard_negatives, seed=c.seed,
             )
+            changes: dict[str, Any] = {}
+            if judge is not None:  # mine.require_change: the best describable candidates, capped
+                columns, changes = keep_describable(columns, judge, c.max_targets_per_query)
             table = pa.table(columns, schema=schema)
             write_table(art.shard_path(task.index), table)
             art.mark_done(task.index, table.num_rows, [art.shard_path(task.index).name], queries=len(q),
                           kept_by_view=stats.kept_by_view, dropped=stats.dropped,
-                          hist_kept=stats.hist_kept, hist_all=stats.hist_all)
+                          hist_kept=stats.hist_kept, hist_all=stats.hist_all, changes=changes)
 
         return work
 
@@ -120,6 +126,8 @@ class MineStage(Stage):
             "queries": int(sum(m["queries"] for m in markers)),
             "pairs_by_view": sum_marker_counts(artifact, tasks, "kept_by_view"),
             "dropped": sum_marker_counts(artifact, tasks, "dropped"),
+            "require_change": self.config.require_change,
+            "changes": sum_marker_counts(artifact, tasks, "changes"),
             "histogram_bins": HIST_BINS.round(3).tolist(),
             "score_histograms": hist,
         }
