@@ -31,5 +31,5 @@ def test_followup_embeds_each_image_once(run_root, tmp_path, monkeypatch):
                                         "device": "cpu"})
     summary = run_followup(run, cfg)
     assert (run / "index" / "index.json").exists() and "trained" in summary
-    assert list((run / "feature_cache").glob("offline-image-features-*/part-*.npz"))
+    assert list((run / "_cache" / "features").glob("offline-image-features-*/part-*.npz"))
     assert sum(through_tower) == len(images), f"{sum(through_tower)} tower passes for {len(images)} images"
