@@ -183,7 +183,7 @@ def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         spec = f"ckpt:{ckpt}" if ckpt else c.model
-        GalleryIndex.build(dataset / "images", _load(spec, root), root / "index", progress=False)
+        GalleryIndex.build(dataset / "images", _load(spec, root), root / "index")  # with its progress bar
         summary["index"] = str(root / "index")
         timings["index_s"] = round(time.perf_counter() - t0, 1)
     summary["timings"] = timings

@@ -1,4 +1,11 @@
-"""Progress for long work: items/s and ETA on stderr, plus where the time went."""
+"""Progress for long work: items/s and ETA on stderr, plus where the time went.
+
+`Progress` is the bar (a live tqdm bar on a terminal, a plain line every `log_every_s` in logs).
+Code deep inside a shard reports with `advance(n)`: the executor running the shard routes it to
+its bar (`reporting_to`), also from a process-pool worker (through a queue), so a shard of 2,000
+images moves the bar as batches finish instead of once at the end. Without a listener `advance`
+does nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import sys
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -57,3 +64,50 @@ class Progress:
             print(f"{self.desc}: {self.done} {self.unit} in {wall:.1f}s"
                   f"{f' ({parts})' if parts else ''}", file=sys.stderr, flush=True)
         return out
+
+
+# Units of each pipeline stage's shard sizes (ShardTask.size), by artifact name.
+STAGE_UNITS = {"corpus": "img", "embeddings": "img", "pairs": "query", "annotations": "pair", "dataset": "triplet"}
+
+_listener: Callable[[int], None] | None = None
+
+
+def advance(n: int = 1) -> None:
+    """`n` more items of the current shard are done (a no-op unless an executor listens)."""
+    if _listener is not None and n:
+        _listener(n)
+
+
+@contextmanager
+def reporting_to(listener: Callable[[int], None] | None) -> Iterator[None]:
+    """Route `advance` calls made in this process to `listener` while the block runs."""
+    global _listener
+    previous, _listener = _listener, listener
+    try:
+        yield
+    finally:
+        _listener = previous
+
+
+class ShardCounter:
+    """Moves a bar by within-shard reports and tops each shard up to its size when it finishes,
+    so a shard that reports nothing (or only part) still counts in full, and never twice."""
+
+    def __init__(self, bar: Progress, sizes: dict[int, int]) -> None:
+        self.bar = bar
+        self.sizes = sizes  # shard index -> items
+        self.seen: dict[int, int] = {}
+        self.finished: set[int] = set()
+
+    def report(self, shard: int, n: int) -> None:
+        if shard in self.finished:
+            return
+        n = min(n, self.sizes.get(shard, 0) - self.seen.get(shard, 0))
+        if n > 0:
+            self.seen[shard] = self.seen.get(shard, 0) + n
+            self.bar.update(n)
+
+    def finish(self, shard: int) -> None:
+        if shard not in self.finished:
+            self.finished.add(shard)
+            self.bar.update(max(0, self.sizes.get(shard, 0) - self.seen.get(shard, 0)))

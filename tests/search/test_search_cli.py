@@ -24,9 +24,29 @@ def test_index_then_search(tmp_path, gallery_dir, toy_registered, capsys):
     scores = [h["score"] for h in result["hits"]]
     assert scores == sorted(scores, reverse=True) and set(result["hits"][0]) == {"path", "id", "score", "rank"}
 
+    assert str(query) not in [h["path"] for h in result["hits"]]
+
     assert main(["search", "--index", str(out), "--image", str(query), "-k", "2"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["rank", "score", "id", "path"] and table[1].split()[3] == str(query)
+    assert table[0].split() == ["rank", "score", "id", "path"] and len(table) == 3
+    assert str(query) not in [row.split()[3] for row in table[1:]]
+
+
+def test_cli_and_api_agree_on_the_query_image(built_index, gallery_dir, toy_registered, toy, capsys):
+    """Both leave the query picture out of its own hits and return the same list."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from megapairs.search.server import create_app
+
+    query = sorted(gallery_dir.iterdir())[5]
+    assert main(["search", "--index", str(built_index), "--image", str(query), "--text", "make it red",
+                 "-k", "4", "--json"]) == 0
+    cli = [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]]
+    api = TestClient(create_app(built_index, toy)).post(
+        "/api/search", files={"image": (query.name, query.read_bytes(), "image/png")},
+        data={"text": "make it red", "k": "4"}).json()["hits"]
+    assert cli == [h["id"] for h in api] and len(cli) == 4
 
 
 def test_search_errors(tmp_path, built_index, toy_registered, capsys):

@@ -219,3 +219,15 @@ def test_corpus_artifact_gallery(tmp_path, gallery_dir, toy):
     assert idx.captions == ["item 0", "item 1", "item 2", "item 3"]
     hit = idx.search(images=str(files[3]), k=1)[0][0]
     assert hit.id == rows[3]["id"]
+
+
+def test_faiss_training_and_adding_report_progress(capsys):
+    from megapairs.search.index import IndexOptions, _trained_index
+
+    vecs = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = _trained_index(vecs, "IVF4,Flat", IndexOptions(train_size=400), chunk=100)
+    assert index.ntotal == 500
+    err = capsys.readouterr().err
+    assert "faiss IVF4,Flat: training on 400 vectors" in err and "faiss IVF4,Flat: trained in" in err
+    assert "faiss IVF4,Flat add: 500 vec in" in err

@@ -23,6 +23,7 @@ from megapairs.corpus.images import DecodeError, decode, looks_like_svg, read_by
 from megapairs.corpus.exclude import Exclusions, file_digest, load_exclusions
 from megapairs.corpus.sources import caption_from_json, list_sources, source_identity
 from megapairs.corpus.svgmeta import caption_from_metadata, svg_metadata
+from megapairs.progress import advance
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
 
 SCHEMA = pa.schema([
@@ -84,7 +85,10 @@ class IngestStage(Stage):
 
         def work(task: ShardTask) -> None:
             hits: list[tuple[str, int]] = []
-            rows = [self._row(item, ex, hits) for item in task.payload]
+            rows = []
+            for item in task.payload:
+                rows.append(self._row(item, ex, hits))
+                advance(1)
             table = pa.Table.from_pylist(rows, schema=SCHEMA)
             write_table(art.shard_path(task.index), table)
             counts: dict[str, int] = {}

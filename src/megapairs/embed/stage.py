@@ -23,6 +23,7 @@ from megapairs.embed.backends import build_image_encoder, build_text_encoder
 from megapairs.embed.backends.base import ImageEncoder, TextEncoder, pick_device
 from megapairs.embed.config import VIEW_MODALITY, EmbedConfig
 from megapairs.embed.store import vector_path, vector_relpath
+from megapairs.progress import advance
 from megapairs.stages import ShardTask, Stage
 
 EMPTY_CAPTION = "an image"  # what the text view embeds for a row with no caption
@@ -114,6 +115,7 @@ class EmbedStage(Stage):
             for chunk, pixels in batches(rows):
                 for v, x in encoders.encode(pixels, [r["caption"] for r in chunk]).items():
                     outs[v].append(x.astype(dtype))
+                advance(len(chunk))  # within-shard progress
             files = [art.shard_path(task.index).name]
             for v, dim in encoders.dims().items():
                 mat = np.concatenate(outs[v]) if outs[v] else np.zeros((0, dim), dtype)

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from megapairs.errors import unwrap
-from megapairs.progress import Progress
+from megapairs.progress import STAGE_UNITS, Progress
 
 if TYPE_CHECKING:
     from megapairs.stages import ShardTask, Stage
@@ -71,7 +71,9 @@ class RayExecutor:
         n = self.num_actors or max(1, min(len(tasks), int(ray.available_resources().get("CPU", 1))))
         actors = [ShardActor.remote(stage) for _ in range(n)]
         pool = ray.util.ActorPool(actors)
-        progress = Progress(total=sum(t.size for t in tasks) or len(tasks), desc=f"{stage.name} (ray x{n})")
+        unit = STAGE_UNITS.get(stage.name, "item") if any(t.size for t in tasks) else "shard"
+        progress = Progress(total=sum(t.size for t in tasks) or len(tasks), desc=f"{stage.name} (ray x{n})",
+                            unit=unit)
         sizes = {t.index: t.size or 1 for t in tasks}
         try:
             for index in pool.map_unordered(lambda a, t: a.run.remote(t), tasks):

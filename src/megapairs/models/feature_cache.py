@@ -35,6 +35,7 @@ import torch
 
 from megapairs.artifacts import file_mode
 from megapairs.models.common import Inputs
+from megapairs.progress import Progress
 
 log = logging.getLogger("megapairs")
 
@@ -128,9 +129,16 @@ class ImageFeatureCache:
         if todo:
             was_training = model.training
             model.eval()
-            try:
-                f, z = model.image_tower_outputs([images[i] for i in todo], batch_size=batch_size)
+            bar = Progress(len(todo), "image features", unit="img", disable=quiet)
+            try:  # in chunks, so the bar moves (the tower pass is most of a CPU training run's start)
+                outs = []
+                for s in range(0, len(todo), batch_size * 4):
+                    chunk = todo[s:s + batch_size * 4]
+                    outs.append(model.image_tower_outputs([images[i] for i in chunk], batch_size=batch_size))
+                    bar.update(len(chunk))
+                f, z = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
             finally:
+                bar.close()
                 model.train(was_training)
             feats[todo], logits[todo] = f, z
             if self.disk is not None:

@@ -31,12 +31,17 @@ def register(subparsers) -> None:
     p.add_argument("--ivf-threshold", type=int, default=1_000_000)
     p.add_argument("--nlist", type=int, default=None, help="IVF lists (default about 4*sqrt(count))")
     p.add_argument("--nprobe", type=int, default=32, help="IVF lists probed per query")
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="offline retrievers: frozen image-tower outputs are read from (and added to) this folder, "
+                        "so images embedded before by train, evaluate or another index are not re-embedded "
+                        "(default: $MEGAPAIRS_OFFLINE_FEATURE_CACHE, else the training run's feature_cache_dir)")
     p.add_argument("--overwrite", action="store_true", help="replace an index or unfinished build in --out")
     p.set_defaults(func=cmd_index)
 
     p = subparsers.add_parser(
         "search", help="query an index with an image, a text instruction, or both",
-        description="Top-k gallery images for a query image and/or instruction.")
+        description="Top-k gallery images for a query image and/or instruction. The query image itself "
+                    "(the same bytes) is left out of the hits, as in the web API.")
     p.add_argument("--index", required=True, help="index folder")
     p.add_argument("--model", default=None, help="retriever spec (default: the one that built the index)")
     p.add_argument("--image", default=None, help="query image")
@@ -87,12 +92,30 @@ def _index_spec(index_dir: str, model: str | None) -> str:
     return model or read_meta(Path(index_dir).expanduser())["retriever"]
 
 
+def _training_feature_cache(spec: str) -> str | None:
+    """The `feature_cache_dir` a `ckpt:` training run used, when it kept one on disk."""
+    if not spec.startswith("ckpt:"):
+        return None
+    folder = Path(spec[5:]).expanduser()
+    for cfg in (folder / "train_config.json", folder.parent / "train_config.json"):
+        if cfg.is_file():
+            try:
+                return (json.loads(cfg.read_text()).get("config") or {}).get("feature_cache_dir") or None
+            except ValueError:
+                return None
+    return None
+
+
 @_friendly
 def cmd_index(args: argparse.Namespace) -> int:
     from megapairs.search.index import GalleryIndex, IndexOptions
 
     options = IndexOptions(kind=args.faiss, ivf_threshold=args.ivf_threshold, nlist=args.nlist, nprobe=args.nprobe)
-    idx = GalleryIndex.build(args.gallery, _retriever(args.model), args.out, batch_size=args.batch_size,
+    retriever = _retriever(args.model)
+    cache = args.feature_cache or _training_feature_cache(args.model)
+    if cache and hasattr(retriever, "feature_cache_dir"):
+        retriever.feature_cache_dir = str(Path(cache).expanduser())
+    idx = GalleryIndex.build(args.gallery, retriever, args.out, batch_size=args.batch_size,
                              shard_size=args.shard_size, options=options, overwrite=args.overwrite)
     g = idx.meta["gallery"]
     skipped = ", ".join(f"{k}: {v}" for k, v in sorted(g["skipped"].items())) or "none"
@@ -107,6 +130,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 @_friendly
 def cmd_search(args: argparse.Namespace) -> int:
+    from megapairs.search.gallery import content_id
     from megapairs.search.index import GalleryIndex
 
     if args.image is None and args.text is None:
@@ -117,7 +141,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     idx = GalleryIndex.load(args.index, _retriever(_index_spec(args.index, args.model)), nprobe=args.nprobe)
     image = str(Path(args.image).expanduser()) if args.image is not None else None
-    hits = idx.search(images=image, text=args.text, k=args.k)[0]
+    # As the web API does: the query picture itself is never one of its own hits.
+    exclude = [content_id(Path(image).read_bytes())] if image is not None else []
+    hits = idx.search(images=image, text=args.text, k=args.k, exclude_ids=exclude)[0]
     if args.json:
         from megapairs.output import print_json
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -304,6 +305,8 @@ class IndexBuilder:
         self.overwrite = overwrite
         self.progress = progress
         self.decode_threads = max(0, decode_threads)  # 0: decode inline, no prefetch
+        key = getattr(retriever, "image_feature_key", None)
+        self.uses_feature_cache = bool(getattr(retriever, "feature_cache_dir", None)) and callable(key) and key() is not None
 
     def identity(self, gallery: Gallery) -> dict[str, Any]:
         listing = hashlib.sha256("\n".join(it.src for it in gallery.items).encode()).hexdigest()[:16]
@@ -360,7 +363,7 @@ class IndexBuilder:
                     pending.append(pool.submit(_read_all, batches[b + 1]))
                 with bar.timer("decode_wait"):
                     decoded = pending.pop(0).result()
-            images = []
+            images, srcs = [], []
             for item, (data_id, image, error) in zip(batches[b], decoded):
                 row = {"id": item.id or data_id, "path": item.path, "src": item.src, "caption": item.caption,
                        "status": "ok", "reason": None, "emb_row": -1}
@@ -369,10 +372,14 @@ class IndexBuilder:
                 else:
                     row["emb_row"] = sum(len(v) for v in vectors) + len(images)
                     images.append(image)
+                    srcs.append(item.src)
                 rows.append(row)
             if images:
+                # Files go by path where the retriever keeps a feature cache: images embedded before
+                # (by training, evaluation or another index) skip the image tower.
+                by_path = self.uses_feature_cache and all(_plain_file(s) for s in srcs)
                 with bar.timer("encode"):
-                    emb = self.retriever.encode(images=images)
+                    emb = self.retriever.encode(images=srcs if by_path else images)
                 vectors.append(emb.detach().float().cpu().numpy().astype(np.float16))  # (b, D)
             bar.update(len(batches[b]))
         with bar.timer("write"):
@@ -448,6 +455,13 @@ def _read_all(items: Sequence[GalleryItem]) -> list[tuple[str | None, Any, Excep
     return out
 
 
+def _plain_file(src: str) -> bool:
+    """A raster image file on disk (not a tar member, a table cell or an SVG that needs rendering)."""
+    from megapairs.corpus.images import SVG_EXT
+
+    return not src.startswith(("tar:", "parquet:")) and Path(src).suffix.lower() not in SVG_EXT
+
+
 def _empty_skipped() -> pa.Table:
     return pa.table({c: pa.array([], pa.string()) for c in ("path", "status", "reason")})
 
@@ -499,9 +513,16 @@ def _trained_index(embeddings: np.ndarray, factory: str, options: IndexOptions, 
         nlist = getattr(faiss.extract_index_ivf(index), "nlist", 1) if "IVF" in factory else 1
         n = min(count, options.train_size or max(100 * nlist, 10_000))
         rows = np.sort(np.random.default_rng(0).choice(count, size=n, replace=False))
+        # One FAISS call with no progress of its own: say what runs and how long it took.
+        print(f"faiss {factory}: training on {n} vectors ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
         index.train(np.ascontiguousarray(embeddings[rows], dtype=np.float32))
+        print(f"faiss {factory}: trained in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    bar = Progress(count, f"faiss {factory} add", unit="vec", disable=count <= chunk)
     for i in range(0, count, chunk):
         index.add(np.ascontiguousarray(embeddings[i : i + chunk], dtype=np.float32))
+        bar.update(min(chunk, count - i))
+    bar.close()
     return index
 
 

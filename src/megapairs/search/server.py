@@ -13,8 +13,10 @@ path. SVG and other non-web formats are re-encoded, never passed through.
 
 # No `from __future__ import annotations` here: FastAPI reads the route functions' annotations
 # (e.g. `request: Request`) at runtime, and Request is imported inside create_app.
+import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,11 @@ from megapairs.search.index import GalleryIndex
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
+# A query image is shrunk to the model's input size anyway: 40 Mpx (~120 MB as RGB) covers any
+# camera photo, while the corpus-side limit (89 Mpx) lets a 230 KB PNG cost ~0.9 GB per request.
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_DECODE_SLOTS = 2  # queries holding a decoded image at once; others wait for a slot
+DECODE_WAIT_S = 30.0  # a query waiting longer than this for a slot gets 503
 MULTIPART_SLACK = 64 * 1024  # form fields and multipart headers around the image
 MAX_K = 100
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
@@ -108,9 +115,14 @@ class BodyLimit:
 
 
 def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-               index: GalleryIndex | None = None):
+               index: GalleryIndex | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               decode_slots: int = DEFAULT_DECODE_SLOTS, decode_wait_s: float = DECODE_WAIT_S):
     """The FastAPI app for one index. `index` may be passed when already loaded (it must have been
-    loaded with `retriever`)."""
+    loaded with `retriever`).
+
+    Memory per query is bounded: an upload over `max_pixels` gets 413 from its header, before any
+    pixel is decoded, and at most `decode_slots` queries hold a decoded image (from decode until
+    their embedding is computed); the rest wait up to `decode_wait_s`, then get 503."""
     try:
         from fastapi import FastAPI, HTTPException, Request
         from fastapi.concurrency import run_in_threadpool
@@ -122,6 +134,11 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
     if idx.retriever is None:
         idx.retriever = retriever
     encode_lock = threading.Lock()  # one model forward at a time; FAISS searches may overlap
+    decode_slots = max(1, decode_slots)
+    slots = asyncio.Semaphore(decode_slots)  # binds to the server's loop on first use
+    # Image queries run in their own `decode_slots` threads, not in the shared pool: the allocator
+    # keeps freed pixel buffers in per-thread arenas, so RSS grows with the threads that ever decoded.
+    decode_pool = ThreadPoolExecutor(decode_slots, thread_name_prefix="decode")
     too_large = f"The image is too large: uploads are limited to {_mb(max_upload_bytes)}."
 
     app = FastAPI(title="megapairs search", docs_url=None, redoc_url=None)
@@ -147,7 +164,7 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
     @app.get("/api/info")
     def info():
         return {"count": len(idx), "dim": idx.dim, "retriever": idx.spec, "faiss": idx.meta["faiss"]["factory"],
-                "max_upload_bytes": max_upload_bytes, "max_k": MAX_K}
+                "max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels, "max_k": MAX_K}
 
     @app.get("/api/gallery")
     def gallery(offset: int = 0, limit: int = 48):
@@ -163,7 +180,8 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
             text = _field(form, "text")
             gallery_id = _field(form, "gallery_id") or None
             k = _parse_k(_field(form, "k"))
-            image = None
+            data: bytes | None = None
+            item = None
             exclude: list[str] = []
             query: dict[str, Any] = {"text": text or None, "k": k}
             if upload is not None and not isinstance(upload, str) and (upload.filename or upload.size):
@@ -172,29 +190,45 @@ def create_app(index_dir: str | Path, retriever: Any, *, max_upload_bytes: int =
                 data = await upload.read(max_upload_bytes + 1)
                 if len(data) > max_upload_bytes:
                     raise HTTPException(413, too_large)
-                image = await run_in_threadpool(_decode_upload, data, upload.filename or "upload")
                 exclude.append(content_id(data))
                 query["image"] = {"upload": upload.filename or "upload"}
             elif gallery_id:
                 item = idx.item(gallery_id)
                 if item is None:
                     raise HTTPException(404, "No gallery image has that id.")
-                try:
-                    image = (await run_in_threadpool(read_item, item.src))[1]
-                except (OSError, DecodeError) as e:
-                    raise HTTPException(410, f"That gallery image can no longer be read: {type(e).__name__}") from None
                 exclude.append(item.id)
                 query["image"] = gallery_entry(idx.row_of[item.id])
-        if image is None and not text:
+            name = (upload.filename or "upload") if data is not None else ""
+        if data is None and item is None and not text:
             raise HTTPException(400, "Give a query image (upload one or pick one from the gallery), "
                                      "a text instruction, or both.")
 
-        def run() -> list:
+        def embed() -> Any:
+            """Decode (when there is an image) and encode; runs while holding a decode slot."""
+            image = None
+            if data is not None:
+                image = _decode_upload(data, name, max_pixels)
+            elif item is not None:
+                try:
+                    image = read_item(item.src)[1]
+                except (OSError, DecodeError) as e:
+                    raise HTTPException(410, f"That gallery image can no longer be read: {type(e).__name__}") from None
             with encode_lock:
-                q = idx.encode_query(images=image, text=text or None)
-            return idx.search(vectors=q, k=k, exclude_ids=exclude)[0]
+                return idx.encode_query(images=image, text=text or None)
 
-        hits = await run_in_threadpool(run)
+        if data is None and item is None:  # text only: no pixels to bound
+            q = await run_in_threadpool(embed)
+        else:
+            try:
+                await asyncio.wait_for(slots.acquire(), decode_wait_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(503, "The server is busy with other image queries; try again in a moment.",
+                                    headers={"Retry-After": "5"}) from None
+            try:
+                q = await asyncio.get_running_loop().run_in_executor(decode_pool, embed)
+            finally:
+                slots.release()
+        hits = await run_in_threadpool(lambda: idx.search(vectors=q, k=k, exclude_ids=exclude)[0])
         return {"query": query, "took_ms": round((time.perf_counter() - t0) * 1000, 1),
                 "hits": [{"rank": h.rank, "score": round(h.score, 5), **gallery_entry(idx.row_of[h.id])}
                          for h in hits]}
@@ -235,15 +269,16 @@ def _parse_k(value) -> int:
     return k
 
 
-def _decode_upload(data: bytes, name: str):
+def _decode_upload(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     from fastapi import HTTPException
 
     try:
-        return decode(data, name).image
+        return decode(data, name, max_pixels=max_pixels).image
     except DecodeError as e:
         if e.reason in ("not_an_image", "empty_file"):
             raise HTTPException(415, f"The uploaded file is not an image we can read "
                                      f"(JPEG, PNG, WebP, GIF, BMP, TIFF): {e}.") from None
         if e.reason == "decompression_bomb":
-            raise HTTPException(413, f"The uploaded image has too many pixels: {e}.") from None
+            raise HTTPException(413, f"The uploaded image has too many pixels: this server takes up to "
+                                     f"{max_pixels / 1e6:.0f} megapixels; shrink it and try again ({e}).") from None
         raise HTTPException(400, f"The uploaded image is damaged or unreadable ({e.reason}): {e}.") from None

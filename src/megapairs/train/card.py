@@ -45,6 +45,41 @@ def _data_facts(data) -> list[str]:
     return lines
 
 
+# Licences of the packaged offline towers (EfficientNet-Lite0 and all-MiniLM-L6-v2: Apache-2.0).
+OFFLINE_LICENSE = "apache-2.0"
+OFFLINE_BASE_MODELS = ["sentence-transformers/all-MiniLM-L6-v2"]
+
+
+def _hub_id(spec: str) -> str | None:
+    """`clip:org/name` -> `org/name` when the spec names a Hub repository (not a local folder)."""
+    name = spec.split(":", 1)[1] if ":" in spec else spec
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        return name
+    return None
+
+
+def card_data(*, cfg, model, summary: dict[str, Any]):
+    """The model card's YAML metadata as `huggingface_hub.ModelCardData`."""
+    from huggingface_hub import ModelCardData
+
+    if model.kind == "offline":
+        license, base = OFFLINE_LICENSE, OFFLINE_BASE_MODELS
+    else:
+        hub = _hub_id(cfg.model)
+        license, base = None, ([hub] if hub else None)
+    data = _hub_id(str(cfg.data))
+    return ModelCardData(
+        model_name=f"megapairs {model.kind} retriever",
+        license=license or "other",
+        base_model=base,
+        datasets=[data] if data else None,
+        library_name="sentence-transformers",
+        pipeline_tag="feature-extraction",
+        tags=["megapairs", "composed-image-retrieval", "sentence-transformers", "multimodal"],
+        metrics=sorted((summary.get("eval") or {}).keys()) or None,
+    )
+
+
 def write_card(path: Path, *, cfg, model, data, summary: dict[str, Any]) -> None:
     import torch
     import transformers
@@ -71,6 +106,14 @@ def write_card(path: Path, *, cfg, model, data, summary: dict[str, Any]) -> None
         "q = model.encode(images=\"query.png\", text=\"make it night\")  # (1, D)\n"
         "c = model.encode(images=[\"a.png\", \"b.png\"])                # (2, D)\n"
         "scores = q @ c.T\n```\n"
+    )
+    usage += (
+        "\nWith sentence-transformers (6.x; `trust_remote_code` because the module class comes from "
+        "megapairs, which must be installed):\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\n"
+        f"model = SentenceTransformer(\"{path.parent}\", trust_remote_code=True)\n"
+        "q = model.encode([{\"image\": \"query.png\", \"text\": \"make it night\"}])  # composed queries\n"
+        "c = model.encode([\"a.png\", \"b.png\"])                                  # images\n"
+        "scores = model.similarity(q, c)\n```\n"
     )
     if model.kind == "clip":
         usage += (
@@ -121,4 +164,7 @@ def write_card(path: Path, *, cfg, model, data, summary: dict[str, Any]) -> None
 
 {usage}
 """
-    path.write_text(text)
+    from huggingface_hub import ModelCard
+
+    header = "---\n" + card_data(cfg=cfg, model=model, summary=summary).to_yaml() + "\n---\n\n"
+    ModelCard(header + text).save(path)  # parses the header: a malformed card fails here

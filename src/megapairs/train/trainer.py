@@ -7,7 +7,8 @@ Output folder::
       train_config.json     # the resolved config and its hash (a resumed run must match it)
       metrics.jsonl         # one row per step: step, loss, lr (+ eval rows)
       checkpoints/          # resumable state (see train/checkpoint.py)
-      final/                # the trained retriever (load with ckpt:<out>), README.md card, loss.png
+      final/                # the trained retriever (load with ckpt:<out>, or SentenceTransformer(final,
+                            #   trust_remote_code=True)), README.md card, loss.png
 """
 
 from __future__ import annotations
@@ -285,12 +286,14 @@ class Trainer:
         tail = [v for _, v in history[-10:]]
         final_loss = float(np.mean(tail)) if tail else float("nan")
         if self.dist.is_main:
+            from megapairs.models.st_module import write_sentence_transformers_files
             from megapairs.train.card import plot_loss, write_card
 
             model.finalize_training()
             if final.exists():
                 shutil.rmtree(final)
             model.save_pretrained(final)
+            write_sentence_transformers_files(final, model.kind)  # also SentenceTransformer(final, ...)
             plot_loss(history, final / "loss.png")
             summary = {
                 "steps": self.total_steps, "final_loss": final_loss, "eval": metrics,
