@@ -52,19 +52,19 @@ class Vectors:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim == 0:
             return self[rows[None]][0]
-        out = np.empty((len(rows), self.dim), np.float32)
+        # Gather in float16, then one astype: numpy's casting assignment is ~2.5x slower.
         if len(self.parts) == 1:
-            out[:] = self.parts[0][rows]
-            return out
+            return self.parts[0][rows].astype(np.float32)
+        buf = np.empty((len(rows), self.dim), self.dtype)
         shard = np.searchsorted(self.offsets, rows, side="right") - 1
         for s in np.unique(shard):
             sel = np.flatnonzero(shard == s)
-            out[sel] = self.parts[s][rows[sel] - self.offsets[s]]
-        return out
+            buf[sel] = self.parts[s][rows[sel] - self.offsets[s]]
+        return buf.astype(np.float32)
 
     def block(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as one contiguous float32 array (D, ) per row."""
-        out = np.empty((max(0, stop - start), self.dim), np.float32)
+        out = np.empty((max(0, stop - start), self.dim), self.dtype)
         first = int(np.searchsorted(self.offsets, start, side="right") - 1)
         pos = start
         for s in range(max(first, 0), len(self.parts)):
@@ -74,7 +74,7 @@ class Vectors:
             end = min(stop, hi)
             out[pos - start : end - start] = self.parts[s][pos - lo : end - lo]
             pos = end
-        return out
+        return out.astype(np.float32, copy=False)
 
     def blocks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(start row, float32 block of up to `size` rows), in row order."""

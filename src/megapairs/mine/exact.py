@@ -90,7 +90,7 @@ def rerank(q: np.ndarray, cand: np.ndarray, db: Vectors, k: int, chunk_rows: int
         c = cand[i : i + step]  # (b, C)
         valid = c >= 0
         x = db[np.where(valid, c, 0).ravel()].reshape(len(c), C, -1)  # (b, C, D) float32
-        s = np.matmul(x, q[i : i + step, :, None])[..., 0]  # (b, C)
+        s = np.einsum("bcd,bd->bc", x, q[i : i + step])  # (b, C)
         s[~valid] = -np.inf
         order = np.argsort(-s, axis=1, kind="stable")[:, :kk]  # (b, k)
         out_s[i : i + step, :kk] = np.take_along_axis(s, order, 1)

@@ -39,6 +39,7 @@ from megapairs.mine.knn import recall_at_k
 INDEX_ARTIFACT = "mine_index"
 REFINED = ("ivf_sq8", "ivf_pq")
 ADD_BLOCK = 65_536
+SEARCH_BLOCK = 4096
 
 
 @dataclass
@@ -124,15 +125,23 @@ class MineIndex:
         else:
             faiss.extract_index_ivf(self.index).nprobe = int(value)
 
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search in query blocks: fast-scan IVF builds look-up tables for all queries at
+        once (nq * nprobe * m * 16 floats), gigabytes for a 50k-query shard."""
+        parts = [self.index.search(q[i : i + SEARCH_BLOCK], k) for i in range(0, len(q), SEARCH_BLOCK)]
+        if not parts:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, D) float32 -> scores (Q, k) exact inner products, rows (Q, k) (-1 where none)."""
         q = np.ascontiguousarray(q, dtype=np.float32)
         if self.index is None:
             return exact_knn(q, self.vectors, k, self.device)
         if self.kind in REFINED:
-            cand = self.index.search(q, min(k * self.info["refine_factor"], self.index.ntotal))[1]
+            cand = self._search(q, min(k * self.info["refine_factor"], self.index.ntotal))[1]
             return rerank(q, cand, self.vectors, k)
-        s, r = self.index.search(q, min(k, self.index.ntotal))
+        s, r = self._search(q, min(k, self.index.ntotal))
         if r.shape[1] < k:
             s = np.pad(s, ((0, 0), (0, k - r.shape[1])), constant_values=-np.inf)
             r = np.pad(r, ((0, 0), (0, k - r.shape[1])), constant_values=-1)
