@@ -44,6 +44,7 @@ def cmd_run(args) -> int:
     only = [args.command] if args.command != "run" else None
     manifests = run_pipeline(args.run, config, until=getattr(args, "until", None), only=only,
                              overwrite=args.overwrite)
+    followup = manifests.pop("followup", None)
     for name, m in manifests.items():
         extra = {k: m[k] for k in ("status_counts", "pairs_by_view", "queries", "status") if k in m}
         print(f"{name}: {m['rows']} rows {json.dumps(extra) if extra else ''}")
@@ -58,6 +59,10 @@ def cmd_run(args) -> int:
               f"preview: {dataset / 'preview.html'}")
         if problems:
             return 1
+    if followup:
+        from megapairs.followup import summary_table
+
+        print(summary_table(followup))
     if "mine" in manifests and args.command == "run" and not getattr(args, "no_report", False):
         from megapairs.report import pairs_report
 

@@ -14,6 +14,7 @@ from megapairs.configbase import ConfigBase, ConfigError, apply_overrides
 from megapairs.corpus.config import IngestConfig
 from megapairs.embed.config import EmbedConfig
 from megapairs.export.config import ExportConfig
+from megapairs.followup import FollowupConfig
 from megapairs.mine.config import MineConfig
 
 PRESETS = ("demo", "paper", "tiny")
@@ -26,6 +27,7 @@ class PipelineConfig(ConfigBase):
     mine: MineConfig = dataclasses.field(default_factory=MineConfig)
     annotate: AnnotateConfig = dataclasses.field(default_factory=AnnotateConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    followup: FollowupConfig = dataclasses.field(default_factory=FollowupConfig)  # train / evaluate / index
     executor: str = "local"  # local | ray | ray:ADDRESS
 
     def validate(self) -> None:

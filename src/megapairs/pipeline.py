@@ -1,4 +1,5 @@
-"""The whole chain: ingest -> embed -> mine -> annotate -> export, each stage resumable."""
+"""The whole chain: ingest -> embed -> mine -> annotate -> export, each stage resumable; then the
+`followup` steps (train, evaluate, index) when the config asks for them."""
 
 from __future__ import annotations
 
@@ -51,4 +52,10 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     for name in stages:
         log.info("stage %s", name)
         manifests[name] = run_stage(make_stage(name, root, config), executor, overwrite=overwrite)
+    f = config.followup
+    if "export" in stages and not only and (f.train or f.evaluate or f.index):
+        from megapairs.followup import run_followup
+
+        log.info("followup: %s", ", ".join(s for s in ("train", "evaluate", "index") if getattr(f, s)))
+        manifests["followup"] = run_followup(root, f)
     return manifests

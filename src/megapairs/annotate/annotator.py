@@ -19,15 +19,16 @@ from megapairs.annotate.client import CachedGenerator, UsageStats
 from megapairs.annotate.config import AnnotateConfig
 from megapairs.annotate.llm import BackendError, BackendUnavailable, GenOptions, Generator, build_generator
 from megapairs.annotate.prompts import PromptSet
-from megapairs.annotate.roles import (Describer, PairItem, RoleContext, Writer, build_describer, build_writer,
-                                      derived_rng)
+from megapairs.annotate.roles import (NO_CHANGE, Describer, PairItem, RoleContext, Writer, build_describer,
+                                      build_writer, derived_rng)
 from megapairs.annotate.validate import norm
 from megapairs.progress import Progress
 
 log = logging.getLogger("megapairs")
 
 # status: "ok" (instructions written; `fallback` tells whether a fallback backend was needed),
-# "describe_failed" or "write_failed" (no instructions; `reason` says why).
+# "describe_failed" or "write_failed" (no instructions; `reason` says why), "no_change" (the
+# `changes:` describer found no describable difference: the pair is dropped, not restated).
 # `instruction_writers` names the writer of each instruction; `template_filled` counts the ones the
 # template wrote (a line-mode model writer that wrote too few gets only the missing ones from it).
 ROW_FIELDS = ("query_id", "target_id", "instructions", "description", "word_limit", "status", "fallback", "reason",
@@ -55,6 +56,10 @@ class Annotator:
             self.close()
             raise BackendUnavailable(f"no usable describer or writer: {self.unavailable}")
         self.needs_images = any(d.needs_images for d in self.describers)
+        # the largest image any describer wants (a VLM: image_max_side; the pixel tests: small)
+        self.image_side = max((getattr(d, "image_side", config.image_max_side) for d in self.describers
+                               if d.needs_images), default=config.image_max_side)
+        self._ctx = ctx
 
     # -- backends -----------------------------------------------------------------------------
     def _generator(self, spec: str) -> Generator:
@@ -91,13 +96,16 @@ class Annotator:
                                "rejected": [], "raw_output": "", "prompt_version": self.prompts.version,
                                "instruction_writers": [], "template_filled": 0}
         describer = await self._describe(item, word_limit, row, notes)
-        if describer is not None:
+        if describer is None and notes and notes[-1].endswith(NO_CHANGE):
+            row["status"] = "no_change"
+        elif describer is not None:
             row["status"] = "write_failed"
             writer = await self._write(item, row, notes)
             if writer is not None:
                 row["status"] = "ok"
                 row["fallback"] = not (id(describer) in self._primary and id(writer) in self._primary)
         row["reason"] = "; ".join(notes)
+        self._ctx.forget(item)
         return row
 
     async def _describe(self, item: PairItem, word_limit: int, row: dict[str, Any], notes: list[str]) -> Any:
@@ -112,6 +120,8 @@ class Annotator:
                 continue
             if out.reason:
                 notes.append(f"describe {d.spec}: {out.reason}")
+                if out.reason == NO_CHANGE:  # a verdict on the pair, not a failure to fall back from
+                    return None
                 continue
             row["description"], row["describer_used"] = out.text, d.spec
             return d
@@ -177,16 +187,17 @@ class Annotator:
         rows: list[dict[str, Any] | None] = [None] * len(items)
         gate = asyncio.Semaphore(self.config.concurrency * 2)
         progress = Progress(total=len(items), desc=desc, unit="pair", disable=not self.config.progress)
-        counts = {"fallback": 0, "failed": 0}
+        counts = {"fallback": 0, "failed": 0, "no_change": 0}
 
         async def one(i: int, item: PairItem) -> None:
             async with gate:
                 rows[i] = row = await self.annotate_one(item)
             counts["fallback"] += int(row["fallback"])
-            counts["failed"] += int(row["status"] != "ok")
+            counts["failed"] += int(row["status"] not in ("ok", "no_change"))
+            counts["no_change"] += int(row["status"] == "no_change")
             s = self.stats
             progress.update(1, tok=s.prompt_tokens + s.completion_tokens, req=s.requests, cached=s.cache_hits,
-                            fallback=counts["fallback"], failed=counts["failed"])
+                            fallback=counts["fallback"], failed=counts["failed"], no_change=counts["no_change"])
 
         try:
             async with asyncio.TaskGroup() as tg:

@@ -76,10 +76,15 @@ class AnnotateConfig(ConfigBase):
     progress: bool = True
     llamacpp_threads: int = 0  # 0: all cores but one (at most 8)
     llamacpp_parallel: int = 2  # llama.cpp server slots (few slots keep the cached prompt prefixes warm)
+    # Stop the run (after saving the current shard) when more rows than this share were written by a
+    # fallback backend, or failed; 1.0 turns a check off. See annotate/quality.py.
+    max_fallback_share: float = 0.5
+    max_failure_share: float = 0.5
 
     NOT_HASHED: ClassVar[tuple[str, ...]] = (
         "concurrency", "timeout_s", "retries", "backoff_s", "backoff_max_s", "api_key", "cache_path",
-        "strict_backends", "progress", "llamacpp_threads", "llamacpp_parallel",
+        "strict_backends", "progress", "llamacpp_threads", "llamacpp_parallel", "max_fallback_share",
+        "max_failure_share",
     )
 
     def validate(self) -> None:
@@ -107,6 +112,8 @@ class AnnotateConfig(ConfigBase):
             "retries": self.retries >= 0,
             "temperature": self.temperature >= 0,
             "top_p": 0 < self.top_p <= 1,
+            "max_fallback_share": 0 <= self.max_fallback_share <= 1,
+            "max_failure_share": 0 <= self.max_failure_share <= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -4,9 +4,14 @@ Describers (step 1), by spec:
   `openai:…`, `hf-vlm:…` (any image-capable generator)  looks at both pictures
   `captions:<generator spec>`                            reads both captions + labels instead of pixels
   `template:`                                            deterministic note from captions and labels
+  `changes:`                                             states what changes, from titles, file names and
+                                                         pixels (`changes.py`); no change: row dropped
 Writers (step 2):
   any generator spec (`llamacpp:gemma3-270m`, `openai:…`, `openai-completions:…`, `hf-vlm:…`)
   `template:`                                            deterministic instructions (last fallback)
+  `changes:`                                             instructions that ask for the stated change
+When the `changes:` describer wrote the note, every writer's instructions must name the change (a
+target value or a change verb); the others are rejected as `no_change_named` (restatements).
 
 A model writer works in one of two modes (`writer_mode`): `ModelWriter` asks for a JSON list in one
 request (instruct/chat models); `LineWriter` asks for one instruction per request and sends several
@@ -21,6 +26,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from megapairs.annotate import changes as changes_mod
 from megapairs.annotate import template
 from megapairs.annotate.config import AnnotateConfig
 from megapairs.annotate.llm import BackendError, GenRequest, Generator
@@ -42,6 +48,8 @@ class PairItem:
     target_label: str = ""
     source_image: bytes | None = None
     target_image: bytes | None = None
+    source_uri: str = ""  # where the image came from (file names are evidence for `changes:`)
+    target_uri: str = ""
 
 
 @dataclass
@@ -91,6 +99,25 @@ class RoleContext:
     config: AnnotateConfig
     prompts: PromptSet
     generator: Callable[[str], Generator]  # shared instances by spec
+    # (query_id, target_id) -> PairChanges, filled by the `changes:` describer for the writers
+    changes: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def pair_changes(self, item: "PairItem") -> Any:
+        key = (item.query_id, item.target_id)
+        if key not in self.changes:
+            self.changes[key] = changes_mod.pair_changes(
+                item.source_caption, item.source_label, item.target_caption, item.target_label,
+                item.source_uri, item.target_uri, item.source_image, item.target_image)
+        return self.changes[key]
+
+    def change_words(self, item: "PairItem") -> set[str] | None:
+        """When the `changes:` describer wrote this pair's note: the words an instruction must use to
+        ask for the change (else None: no such check)."""
+        p = self.changes.get((item.query_id, item.target_id))
+        return changes_mod.change_words(p) if p is not None and p.describable else None
+
+    def forget(self, item: "PairItem") -> None:
+        self.changes.pop((item.query_id, item.target_id), None)
 
 
 def _completion_style(gen: Generator) -> bool:
@@ -158,6 +185,27 @@ class TemplateDescriber:
         return Described(text, check_description(text, word_limit, min_words=5))
 
 
+class ChangesDescriber:
+    """States what changes from source to target, from titles, file names and pixels (`changes.py`).
+    A pair with no stated change gets the reason `no describable difference` (the row is dropped)."""
+
+    needs_images = True
+    image_side = 192  # the pixel tests work on small renders
+    spec = "changes:"
+
+    def __init__(self, ctx: RoleContext) -> None:
+        self.ctx = ctx
+
+    async def describe(self, item: PairItem, word_limit: int) -> Described:
+        p = self.ctx.pair_changes(item)
+        if not p.describable:
+            return Described("", reason=NO_CHANGE)
+        return Described(changes_mod.describe(p))
+
+
+NO_CHANGE = "no describable difference"
+
+
 class ModelWriter:
     """List mode: one request per pair, the model returns a JSON list of instructions."""
 
@@ -177,7 +225,8 @@ class ModelWriter:
         res = await self.gen.generate(req)
         candidates = parse_instruction_list(res.text, primed=True)
         check = check_instructions(candidates, description, min_count=c.min_instructions,
-                                   max_count=c.max_instructions, max_chars=c.max_chars, min_words=c.min_words)
+                                   max_count=c.max_instructions, max_chars=c.max_chars, min_words=c.min_words,
+                                   change_words=self.ctx.change_words(item))
         return Written(check, res.text, [d.id for d in demos], res.cached)
 
 
@@ -250,7 +299,8 @@ class LineWriter:
                                    max_count=c.max_instructions, max_chars=c.max_chars, min_words=c.min_words,
                                    max_words=c.max_words, demo_texts=demo_texts,
                                    relation_parts=template.note_parts(description),
-                                   max_vague=None if c.max_vague < 0 else c.max_vague, pre_rejected=cut)
+                                   max_vague=None if c.max_vague < 0 else c.max_vague, pre_rejected=cut,
+                                   change_words=self.ctx.change_words(item))
         return Written(check, "\n".join(raws), demo_ids, all(getattr(r, "cached", False) for r in results))
 
 
@@ -278,6 +328,31 @@ class TemplateWriter:
         return Written(check, "\n".join(candidates))
 
 
+class ChangesWriter:
+    """Instructions that ask for the stated change(s), in varied wording (no model). Rows it writes
+    carry `writer_used = "changes:"`."""
+
+    uses_model = False
+    mode = "template"
+    spec = "changes:"
+
+    def __init__(self, ctx: RoleContext) -> None:
+        self.ctx = ctx
+
+    async def write(self, item: PairItem, description: str, attempt: int) -> Written:
+        c = self.ctx.config
+        p = self.ctx.pair_changes(item)
+        rng = derived_rng(c.seed, item.query_id, item.target_id, "write_changes", attempt)
+        candidates = changes_mod.instructions(p, rng, c.max_instructions)
+        check = check_instructions(candidates, description, min_count=c.min_instructions,
+                                   max_count=c.max_instructions, max_chars=c.max_chars, min_words=1,
+                                   relation_parts=template.note_parts(description),
+                                   change_words=changes_mod.change_words(p))
+        if not candidates:
+            check.reason = NO_CHANGE
+        return Written(check, "\n".join(candidates))
+
+
 DESCRIBERS: Registry[Describer] = Registry("describer")
 WRITERS: Registry[Writer] = Registry("writer")
 
@@ -292,6 +367,16 @@ def _captions(arg: str, ctx: RoleContext) -> Describer:
 @DESCRIBERS.register("template")
 def _template_describer(arg: str, ctx: RoleContext) -> Describer:
     return TemplateDescriber(ctx)
+
+
+@DESCRIBERS.register("changes")
+def _changes_describer(arg: str, ctx: RoleContext) -> Describer:
+    return ChangesDescriber(ctx)
+
+
+@WRITERS.register("changes")
+def _changes_writer(arg: str, ctx: RoleContext) -> Writer:
+    return ChangesWriter(ctx)
 
 
 @WRITERS.register("template")

@@ -12,6 +12,7 @@ the annotation fields of `annotator.ROW_FIELDS`.
 from __future__ import annotations
 
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,12 @@ from PIL import Image
 
 from megapairs.annotate.annotator import Annotator
 from megapairs.annotate.config import AnnotateConfig
+from megapairs.annotate.quality import QualityTally, check_totals, summary_line
 from megapairs.annotate.roles import PairItem
 from megapairs.artifacts import Artifact, write_table
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
+
+log = logging.getLogger("megapairs")
 
 PAIR_COLUMNS = ("query_id", "target_id", "found_by", "best_view", "best_score", "hard_negatives")
 SCHEMA = pa.schema([
@@ -69,11 +73,13 @@ class CorpusLookup:
         self.corpus = corpus
         self.where: dict[str, tuple[int, int]] = {}
         self.text: dict[str, tuple[str, str]] = {}
+        self.uri: dict[str, str] = {}
         for s in corpus.shard_indices():
-            t = corpus.read_shard(s, ["id", "caption", "label"]).to_pydict()
-            for r, (i, cap, lab) in enumerate(zip(t["id"], t["caption"], t["label"])):
+            t = corpus.read_shard(s, ["id", "caption", "label", "uri"]).to_pydict()
+            for r, (i, cap, lab, uri) in enumerate(zip(t["id"], t["caption"], t["label"], t["uri"])):
                 self.where[i] = (s, r)
                 self.text[i] = (cap or "", lab or "")
+                self.uri[i] = uri or ""
 
     def images(self, ids: set[str], max_side: int) -> dict[str, bytes]:
         by_shard: dict[int, list[tuple[str, int]]] = {}
@@ -98,7 +104,8 @@ class CorpusLookup:
         for p in pairs:
             q, t = p["query_id"], p["target_id"]
             (qc, ql), (tc, tl) = self.text.get(q, ("", "")), self.text.get(t, ("", ""))
-            out.append(PairItem(q, t, qc, ql, tc, tl, imgs.get(q), imgs.get(t)))
+            out.append(PairItem(q, t, qc, ql, tc, tl, imgs.get(q), imgs.get(t), self.uri.get(q, ""),
+                                self.uri.get(t, "")))
         return out
 
 
@@ -112,25 +119,28 @@ class _Worker:
         self.pairs = stage.input_artifact("pairs")
         self.corpus = CorpusLookup(stage.input_artifact("corpus"))
         self.out = stage.output()
+        self.quality = QualityTally()
 
     def __call__(self, task: ShardTask) -> None:
         c = self.stage.config
         s, start, stop = task.payload
         table = self.pairs.read_shard(s, list(PAIR_COLUMNS)).slice(start, stop - start)
         pairs = table.to_pylist()
-        items = self.corpus.items(pairs, self.annotator.needs_images, c.image_max_side)
+        items = self.corpus.items(pairs, self.annotator.needs_images, self.annotator.image_side)
         before = self.annotator.stats.as_dict()
         rows = self.annotator.annotate_sync(items, desc=f"annotations shard {task.index}")
         usage = {k: v - before[k] for k, v in self.annotator.stats.as_dict().items()}
         merged = [{**p, **r} for p, r in zip(pairs, rows)]
         path = self.out.shard_path(task.index)
         write_table(path, pa.Table.from_pylist(merged, schema=SCHEMA))
+        self.quality.add(rows)
         self.out.mark_done(task.index, len(merged), [path.name],
                            status=dict(Counter(r["status"] for r in rows)),
                            writer_used=dict(Counter(r["writer_used"] or "none" for r in rows)),
                            describer_used=dict(Counter(r["describer_used"] or "none" for r in rows)),
                            instructions_by_writer=dict(Counter(w for r in rows for w in r["instruction_writers"])),
                            fallback={"rows": sum(bool(r["fallback"]) for r in rows)}, usage=usage)
+        self.quality.check(c)  # after the shard is saved: stopping here loses nothing
 
     def close(self) -> None:
         self.annotator.close()
@@ -167,12 +177,15 @@ class AnnotateStage(Stage):
 
         c = self.config
         prompts = PromptSet(c.prompt_version, c.demo_pool, c.line_demo_pool)
+        status = sum_marker_counts(artifact, tasks, "status")
+        fallback_rows = sum_marker_counts(artifact, tasks, "fallback").get("rows", 0)
+        quality = check_totals(c, status, fallback_rows)  # raises past the configured shares
+        log.info("%s", summary_line(quality))
         return {"annotate": {
             "describer": c.describer, "writer": c.writer,
             "describer_fallbacks": c.describer_fallbacks, "writer_fallbacks": c.writer_fallbacks,
             "prompt_version": c.prompt_version, "prompt_fingerprint": prompts.fingerprint,
-            "status": sum_marker_counts(artifact, tasks, "status"),
-            "fallback_rows": sum_marker_counts(artifact, tasks, "fallback").get("rows", 0),
+            "status": status, "fallback_rows": fallback_rows, "quality": quality,
             "writer_used": sum_marker_counts(artifact, tasks, "writer_used"),
             "describer_used": sum_marker_counts(artifact, tasks, "describer_used"),
             "instructions_by_writer": sum_marker_counts(artifact, tasks, "instructions_by_writer"),

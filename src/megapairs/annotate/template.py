@@ -218,7 +218,9 @@ def describe(source_caption: str, source_label: str, target_caption: str, target
     return f"{first}. {second}."
 
 
-_TARGET_PART = re.compile(r"whereas the target image shows\s+(?P<tgt>.*?)\.?$|Target only:\s*(?P<tgt2>.*?)\.?$",
+# The target part ends at the note's end or at the `changes:` describer's "Change:" sentence.
+_TARGET_PART = re.compile(r"whereas the target image shows\s+(?P<tgt>.*?)(?:\.\s+Change:.*)?\.?$"
+                          r"|Target only:\s*(?P<tgt2>.*?)\.?$",
                           re.IGNORECASE | re.DOTALL)
 _SOURCE_PART = re.compile(r"the source image shows\s+(?P<src>.*?),\s*whereas"
                           r"|Source only:\s*(?P<src2>.*?)\s*Target only:",

@@ -116,11 +116,14 @@ def is_vague(text: str, relation_parts: tuple[str, str]) -> bool:
 def check_instructions(candidates: list[str], description: str, *, min_count: int, max_count: int,
                        max_chars: int, min_words: int, max_words: int = 0, demo_texts: Iterable[str] = (),
                        relation_parts: tuple[str, str] | None = None, max_vague: int | None = None,
-                       pre_rejected: Iterable[tuple[str, str]] = ()) -> InstructionCheck:
+                       pre_rejected: Iterable[tuple[str, str]] = (),
+                       change_words: set[str] | None = None) -> InstructionCheck:
     """Keep the usable candidates, in order. Line mode adds `max_words`, `demo_texts` (instructions
     shown in the prompt: a copy is rejected), `relation_parts` (the direction check), `max_vague`
     (how many instructions may leave out everything the note says only the target has) and
-    `pre_rejected` ((text, reason) the caller already turned down, counted like the others)."""
+    `pre_rejected` ((text, reason) the caller already turned down, counted like the others).
+    `change_words`: when the note states a change, an instruction that uses none of these words (the
+    target's values, the change's verbs) restates the pair instead of asking for the change."""
     kept: list[str] = []
     seen: set[str] = set()
     rejected: list[tuple[str, str]] = list(pre_rejected)
@@ -146,6 +149,8 @@ def check_instructions(candidates: list[str], description: str, *, min_count: in
             why = "copies_demo"
         elif relation_parts is not None and (why := direction_problem(text, relation_parts, description)):
             pass
+        elif change_words is not None and not set(key.split()) & change_words:
+            why = "no_change_named"
         elif key in seen:
             why = "duplicate"
         elif len(kept) >= max_count:

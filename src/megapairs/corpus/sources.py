@@ -140,6 +140,13 @@ def list_source(source: str, image_column: str = "image", caption_column: str = 
                 samples_dir: Path | None = None) -> list[Item]:
     if source == "demo":
         source = "openclipart" if OPENCLIPART_DIR.is_dir() else "samples"
+    if source == "icons" or source.startswith("icons:"):
+        from megapairs.corpus.icons import IconSourceError, list_icons
+
+        try:
+            return list_icons(source)
+        except IconSourceError as e:
+            raise SourceError(str(e)) from e
     if source == "openclipart":
         if not OPENCLIPART_DIR.is_dir():
             raise SourceError(f"{OPENCLIPART_DIR} not found: install Debian's openclipart-svg "
@@ -168,3 +175,33 @@ def resolve_source_name(source: str) -> str:
     if source == "demo":
         return "openclipart" if OPENCLIPART_DIR.is_dir() else "samples"
     return source
+
+
+Sources = str | list[str] | dict[str, int | None]
+
+
+def source_parts(source: Sources) -> list[tuple[str, int | None]]:
+    """`ingest.source` as (spec, per-source limit) pairs, in the order written."""
+    if isinstance(source, str):
+        return [(source, None)]
+    if isinstance(source, dict):
+        return list(source.items())
+    return [(s, None) for s in source]
+
+
+def source_identity(source: Sources) -> str | list[list[Any]]:
+    """What the manifest and the output hash record: one resolved name, or the ordered mix."""
+    parts = source_parts(source)
+    if isinstance(source, str):
+        return resolve_source_name(source)
+    return [[resolve_source_name(s), n] for s, n in parts]
+
+
+def list_sources(source: Sources, limit: int | None, image_column: str = "image",
+                 caption_column: str = "caption", samples_dir: Path | None = None) -> list[Item]:
+    """Every source listed in order, each spread to its own limit, then the total to `limit`.
+    Deterministic: the same installed files and config give the same items in the same order."""
+    items: list[Item] = []
+    for spec, n in source_parts(source):
+        items += spread(list_source(spec, image_column, caption_column, samples_dir), n)
+    return spread(items, limit)

@@ -55,6 +55,9 @@ class MineConfig(ConfigBase):
     device: str = "auto"  # exact search: cuda when present (torch, blockwise), else cpu (FAISS)
     query_shard_size: int = 50_000
     seed: int = 0
+    # Keep only pairs whose change the `changes:` describer can state from the titles, file names and
+    # pixels (mine/describable.py): each query keeps its best describable candidates.
+    require_change: bool = False
     NOT_HASHED = ("query_shard_size", "device")
 
     def validate(self) -> None:

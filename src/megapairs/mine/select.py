@@ -7,8 +7,11 @@ Rules (the paper's, with the unknowns made explicit):
   view, whichever view found the pair) are dropped;
 - targets are ordered by how many views found them, then their best rank in a finding view
   (ties: view order, then row), and capped per query;
+- a target that is a near-duplicate of a better target of the same query is dropped (one copy of
+  a picture per query);
 - hard negatives: the query image first, then other images retrieved for the same query (other
-  kept targets first), ordered by a hash of (seed, query, target, candidate): a seeded shuffle.
+  kept targets first), ordered by a hash of (seed, query, target, candidate): a seeded shuffle;
+  near-duplicates of the pair's target are no negatives and are left out.
 """
 
 from __future__ import annotations
@@ -120,10 +123,14 @@ def select_pairs(
     p_q, p_t, p_rank, p_mask, p_first, p_nviews = (a[keep] for a in (p_q, p_t, p_rank, p_mask, p_first, p_nviews))
     scores = {v: s[keep] for v, s in scores.items()}
 
-    # Order within each query and cap.
+    # Order within each query, drop targets that copy an earlier target of the same query, and cap.
     order = np.lexsort((p_t, p_first, p_rank, -p_nviews, p_q))
     p_q, p_t, p_rank, p_mask = p_q[order], p_t[order], p_rank[order], p_mask[order]
     scores = {v: s[order] for v, s in scores.items()}
+    twin = _twin_targets(p_q, p_t, mats, near_duplicate, window=3 * max_targets)
+    stats.add("near_duplicate_target", int(twin.sum()))
+    p_q, p_t, p_rank, p_mask = p_q[~twin], p_t[~twin], p_rank[~twin], p_mask[~twin]
+    scores = {v: s[~twin] for v, s in scores.items()}
     qs = _group_starts(p_q) if len(p_q) else np.zeros(0, np.int64)
     pos = np.arange(len(p_q)) - np.repeat(qs, np.diff(np.r_[qs, len(p_q)]))  # rank within query
     capped = pos < max_targets
@@ -131,7 +138,10 @@ def select_pairs(
     p_q, p_t, p_mask, pos = p_q[capped], p_t[capped], p_mask[capped], pos[capped]
     scores = {v: s[capped] for v, s in scores.items()}
 
-    negs = _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, num_hard_negatives, seed)  # (P, n-1)
+    # one spare candidate per slot, so that dropping near-copies of the target still fills the list
+    negs = _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, 2 * num_hard_negatives - 1, seed)
+    negs, n_twin = _drop_target_copies(negs, p_t, mats, near_duplicate, num_hard_negatives - 1)
+    stats.add("near_duplicate_negative", n_twin)
 
     # Columns, built without a Python loop over pairs.
     id_arr = np.asarray(ids, dtype=object)
@@ -155,6 +165,52 @@ def select_pairs(
         "hard_negatives": hn_lists, "pair_rank": pos.astype(np.int32),
     }
     return columns, stats
+
+
+def _near(mats: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray, near_duplicate: dict[str, float]) -> np.ndarray:
+    """(P,) True where rows a[i], b[i] (>= 0) score at or above a view's near-duplicate threshold."""
+    out = np.zeros(len(a), bool)
+    ok = (a >= 0) & (b >= 0)
+    if not ok.any():
+        return out
+    scores = pair_scores({v: m for v, m in mats.items() if v in near_duplicate}, a[ok], b[ok])
+    hit = np.zeros(int(ok.sum()), bool)
+    for v, s in scores.items():
+        hit |= s >= near_duplicate[v]
+    out[ok] = hit
+    return out
+
+
+def _twin_targets(p_q: np.ndarray, p_t: np.ndarray, mats: dict[str, np.ndarray], near_duplicate: dict[str, float],
+                  window: int) -> np.ndarray:
+    """(P,) True for a target that is a near-duplicate of an earlier target of the same query (pairs
+    sorted by query, best first; only the first `window` targets of a query are compared)."""
+    twin = np.zeros(len(p_q), bool)
+    if len(p_q) < 2 or not near_duplicate:
+        return twin
+    for lag in range(1, max(window, 1)):
+        i = np.arange(lag, len(p_q))
+        same = p_q[i] == p_q[i - lag]
+        i = i[same]
+        if not len(i):
+            break
+        twin[i] |= _near(mats, p_t[i], p_t[i - lag], near_duplicate)
+    return twin
+
+
+def _drop_target_copies(negs: np.ndarray, p_t: np.ndarray, mats: dict[str, np.ndarray],
+                        near_duplicate: dict[str, float], keep: int) -> tuple[np.ndarray, int]:
+    """Hard negatives (P, m) without near-duplicates of the pair's target (a copy of the positive is
+    no negative), compacted to the first `keep` per row (-1 padded), and how many were dropped."""
+    P, m = negs.shape
+    if not P or not m:
+        return negs[:, :keep], 0
+    flat_t = np.repeat(p_t, m)
+    near = _near(mats, negs.reshape(-1), flat_t, near_duplicate).reshape(P, m)
+    kept = np.where(near, -1, negs)
+    order = np.argsort(kept < 0, axis=1, kind="stable")  # valid candidates first, in their order
+    kept = np.take_along_axis(kept, order, axis=1)[:, :keep]
+    return kept, int(near.sum())
 
 
 def _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, n_neg, seed) -> np.ndarray:

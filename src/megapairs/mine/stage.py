@@ -17,6 +17,7 @@ import pyarrow as pa
 from megapairs.artifacts import Artifact, open_complete, write_table
 from megapairs.embed.store import open_embeddings, open_views
 from megapairs.mine.config import MineConfig
+from megapairs.mine.describable import ChangeJudge, keep_describable
 from megapairs.mine.index import INDEX_ARTIFACT, MineIndex, ensure_index, open_index
 from megapairs.mine.select import HIST_BINS, select_pairs
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
@@ -91,20 +92,25 @@ class MineStage(Stage):
         rows = query_rows(len(ids), c.num_queries, c.seed)
         art = self.output()
         schema = pairs_schema(views)
+        judge = ChangeJudge(self.root) if c.require_change else None
 
         def work(task: ShardTask) -> None:
             q = rows[task.payload["lo"] : task.payload["hi"]].astype(np.int64)
             knn = {v: indexes[v].search(mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
             columns, stats = select_pairs(
                 q, knn, task.payload["bands"], mats, ids,
-                near_duplicate=c.near_duplicate, max_targets=c.max_targets_per_query,
+                near_duplicate=c.near_duplicate,
+                max_targets=c.k * len(views) if judge else c.max_targets_per_query,
                 num_hard_negatives=c.num_hard_negatives, seed=c.seed,
             )
+            changes: dict[str, Any] = {}
+            if judge is not None:  # mine.require_change: the best describable candidates, capped
+                columns, changes = keep_describable(columns, judge, c.max_targets_per_query)
             table = pa.table(columns, schema=schema)
             write_table(art.shard_path(task.index), table)
             art.mark_done(task.index, table.num_rows, [art.shard_path(task.index).name], queries=len(q),
                           kept_by_view=stats.kept_by_view, dropped=stats.dropped,
-                          hist_kept=stats.hist_kept, hist_all=stats.hist_all)
+                          hist_kept=stats.hist_kept, hist_all=stats.hist_all, changes=changes)
 
         return work
 
@@ -125,6 +131,8 @@ class MineStage(Stage):
             "queries": int(sum(m["queries"] for m in markers)),
             "pairs_by_view": sum_marker_counts(artifact, tasks, "kept_by_view"),
             "dropped": sum_marker_counts(artifact, tasks, "dropped"),
+            "require_change": self.config.require_change,
+            "changes": sum_marker_counts(artifact, tasks, "changes"),
             "histogram_bins": HIST_BINS.round(3).tolist(),
             "score_histograms": hist,
         }

@@ -9,7 +9,10 @@ Trainable heads, initialised so the model is usable zero-shot:
           embeddings of "a picture of a {class}" and V (384, 1280) = 0. At init i is exactly the
           label-bridge image embedding (`offline:label-bridge`).
 - text:   t = normalize(W s + b), with W = I, b = 0: exactly MiniLM at init.
-- fusion: normalize(i + w * t), w = 1 at init: the sum of the two cosine scores (score fusion).
+- fusion: normalize(i + w * t), w = 1 at init: the sum of the two cosine scores (score fusion);
+          or, with `combiner_dim > 0` (`TrainConfig.fusion=combiner`), a trainable text-conditioned
+          combiner of the pooled features f, i, the sentence s and t (`models.combiner`), which
+          equals that sum at init and can learn edits the sum cannot express.
 
 Images only -> i; text only -> t; both -> the fusion. Towers are frozen by default (they run under
 `no_grad` and are shared with the embed backends); `train_last_blocks=N` trains private copies of the
@@ -40,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from megapairs.models.combiner import Combiner
 from megapairs.models.common import (
     EmbeddingRetriever,
     Inputs,
@@ -82,7 +86,7 @@ class OfflineFusionRetriever(EmbeddingRetriever):
     kind = "offline"
 
     def __init__(self, *, device: str = "cpu", tune_image_blocks: int = 0, tune_text_layers: int = 0,
-                 temperature: float = 1.0, spec: str = "offline:default") -> None:
+                 temperature: float = 1.0, combiner_dim: int = 0, spec: str = "offline:default") -> None:
         from megapairs.embed.backends.offline import class_text_bank, shared_minilm, shared_trunk
 
         super().__init__(spec)
@@ -103,6 +107,8 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         self.image_tower: nn.Module | None = None  # private trainable copies, when tuned
         self.text_tower: nn.Module | None = None
         self.enable_tower_tuning(tune_image_blocks, tune_text_layers)
+        self.combiner: Combiner | None = None  # composed queries: the sum fusion while None
+        self.enable_combiner(combiner_dim)
         self.to(dev)
         # Warm the shared towers on this device so the first forward does not pay their loading.
         shared_trunk(dev), shared_minilm(dev)
@@ -130,6 +136,11 @@ class OfflineFusionRetriever(EmbeddingRetriever):
                 layer.requires_grad_(True)
             self.text_tower = tower.eval()
             self.tune_text_layers = text_layers
+
+    def enable_combiner(self, hidden: int) -> None:
+        """Add a trainable combiner of width `hidden` (0: none); at init it equals the sum fusion."""
+        if hidden > 0 and self.combiner is None:
+            self.combiner = Combiner(hidden).to(self.class_proj.device)
 
     def train(self, mode: bool = True) -> "OfflineFusionRetriever":
         super().train(mode)
@@ -238,7 +249,7 @@ class OfflineFusionRetriever(EmbeddingRetriever):
                 image_logits: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings (B, 384). Images come as `pixel_values` (B, 3, 224, 224), or as precomputed
         frozen tower outputs `image_features` (B, 1280) + `image_logits` (B, 1000)."""
-        img = txt = None
+        img = txt = feats = sent = None
         if image_features is not None:
             if image_logits is None or pixel_values is not None:
                 raise ValueError("pass image_features together with image_logits, and without pixel_values")
@@ -260,12 +271,16 @@ class OfflineFusionRetriever(EmbeddingRetriever):
             return txt  # type: ignore[return-value]
         if txt is None:
             return img
+        if self.combiner is not None:
+            return self.combiner(F.normalize(feats, dim=-1), img, sent, txt, self.text_weight)  # (B, 384)
         return F.normalize(img + self.text_weight * txt, dim=-1)  # (B, 384)
 
     # -- training --------------------------------------------------------------------------------
     def prepare_for_training(self, cfg: Any) -> None:
         n = cfg.train_last_blocks
         self.enable_tower_tuning(0 if cfg.freeze_vision else n, 0 if cfg.freeze_text else n)
+        if getattr(cfg, "fusion", "sum") == "combiner":
+            self.enable_combiner(cfg.combiner_dim)
 
     # -- saving / loading ------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -276,14 +291,15 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS))
         write_meta(folder, self.kind, self.spec, tune_image_blocks=self.tune_image_blocks,
-                   tune_text_layers=self.tune_text_layers, temperature=self.temperature)
+                   tune_text_layers=self.tune_text_layers, temperature=self.temperature,
+                   combiner_dim=self.combiner.hidden if self.combiner is not None else 0)
         self.spec = f"ckpt:{folder}"
         return folder
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str = "auto", tune_image_blocks: int = 0,
-                        tune_text_layers: int = 0, temperature: float = 1.0, spec: str | None = None,
-                        **_: Any) -> "OfflineFusionRetriever":
+                        tune_text_layers: int = 0, temperature: float = 1.0, combiner_dim: int = 0,
+                        spec: str | None = None, **_: Any) -> "OfflineFusionRetriever":
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -291,7 +307,8 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         obj = cls(device=device, spec=spec or f"ckpt:{folder}",
                   tune_image_blocks=meta_opts.get("tune_image_blocks", tune_image_blocks),
                   tune_text_layers=meta_opts.get("tune_text_layers", tune_text_layers),
-                  temperature=meta_opts.get("temperature", temperature))
+                  temperature=meta_opts.get("temperature", temperature),
+                  combiner_dim=meta_opts.get("combiner_dim", combiner_dim))  # absent in older checkpoints
         obj.load_state_dict(load_file(str(folder / WEIGHTS), device=str(obj.class_proj.device)))
         return obj.eval()
 

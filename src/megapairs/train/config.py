@@ -12,6 +12,7 @@ from megapairs.configbase import ConfigBase, ConfigError
 # (LoRA r=32); the offline retriever trains small fresh heads and needs far more.
 DEFAULT_LR = {"clip": 5e-6, "mllm": 5e-6, "offline": 1e-3}
 AMP_MODES = ("auto", "bf16", "fp16", "no")
+FUSIONS = ("sum", "combiner")
 
 
 @dataclass
@@ -52,6 +53,8 @@ class TrainConfig(ConfigBase):
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ()  # module-name suffixes; empty: the retriever's defaults
+    fusion: str = "sum"  # offline retriever's composed queries: "sum" (score fusion) or "combiner" (trainable)
+    combiner_dim: int = 512  # hidden width of the combiner (fusion=combiner)
 
     # speed
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU
@@ -79,7 +82,7 @@ class TrainConfig(ConfigBase):
     )
     # Fields added after runs existed: left out of the hash while at their default, so those runs
     # keep their hash (and stay resumable).
-    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0}
+    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0, "fusion": "sum", "combiner_dim": 512}
 
     def hashed_dict(self) -> dict:
         d = super().hashed_dict()
@@ -104,6 +107,8 @@ class TrainConfig(ConfigBase):
             (self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0"),
             (self.train_last_blocks >= 0, "train_last_blocks", "must be >= 0"),
             (self.lora_r >= 0, "lora_r", "must be >= 0"),
+            (self.fusion in FUSIONS, "fusion", f"must be one of {', '.join(FUSIONS)}"),
+            (self.combiner_dim >= 1, "combiner_dim", "must be >= 1"),
             (0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)"),
             (self.amp in AMP_MODES, "amp", f"must be one of {', '.join(AMP_MODES)}"),
             (self.num_workers >= 0, "num_workers", "must be >= 0"),

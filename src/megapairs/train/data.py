@@ -10,11 +10,14 @@ Per step, each query gets: one instruction sampled from its list, its positive, 
 `num_hard_negatives` negatives: the query image first (always), then a sample of the other mined
 negatives; rows with too few are topped up with other rows' positives (`num_hard_negatives=0`: no
 hard negatives at all, the other queries' positives are the only negatives). Every choice is drawn
-from `rng(seed, epoch, row)`, so it does not depend on workers, devices or restarts.
+from `rng(seed, epoch, row)`, so it does not depend on workers, devices or restarts. Items also
+carry `ids`, a 64-bit id per candidate image (`image_id`), with which the loss masks copies of a
+query's positive among its negatives (a shared target, a sibling row's negative, a top-up).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,20 @@ import torch
 from megapairs.models.common import load_image
 
 log = logging.getLogger("megapairs")
+
+
+def image_id(ref: Any) -> int:
+    """A signed 64-bit id of an image reference (path, bytes or {"path", "bytes"} dict): equal for
+    the same reference on every rank and worker, so the loss can mask copies of a positive."""
+    if isinstance(ref, dict):
+        ref = ref["bytes"] if ref.get("bytes") is not None else ref["path"]
+    data = bytes(ref) if isinstance(ref, (bytes, bytearray)) else str(ref).encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def candidate_ids(items: list[dict[str, Any]]) -> torch.Tensor:
+    """The batch's candidate image ids (B*G,) int64, in the collated candidates' order."""
+    return torch.tensor([i for it in items for i in it["ids"]], dtype=torch.long)
 
 COLUMNS = ("q_img", "q_text", "t_img", "hns")
 SCHEMA = pa.schema([("q_img", pa.string()), ("q_text", pa.list_(pa.string())), ("t_img", pa.string()),
@@ -102,7 +119,7 @@ class TripletDataset(torch.utils.data.Dataset):
         text = texts[int(rng.integers(len(texts)))] if self.sample_instruction else texts[0]
         q_img, t_img = row["q_img"], row["t_img"]
         if self.k == 0:  # no hard negatives: the other queries' positives are the only negatives
-            return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img]}
+            return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img], "ids": [image_id(t_img)]}
         others = [h for h in (row["hns"] or []) if h != q_img and h != t_img]
         if len(others) > self.k - 1:
             others = [others[j] for j in sorted(rng.choice(len(others), self.k - 1, replace=False))]
@@ -111,7 +128,9 @@ class TripletDataset(torch.utils.data.Dataset):
             j = int(self.rows[int(rng.integers(len(self.rows)))])
             if j != i or len(self.rows) == 1:
                 negatives.append(self.data.row(j)["t_img"])
-        return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img, *negatives]}
+        cands = [t_img, *negatives]
+        return {"row": i, "text": text, "query_image": q_img, "candidates": cands,
+                "ids": [image_id(c) for c in cands]}
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         pos, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -179,8 +198,10 @@ def split_rows(n: int, eval_size: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 class TripletCollator:
-    """Items -> {"query": inputs (B, ...), "candidate": inputs (B*G, ...), "group": G}, through the
-    retriever's processor. Candidates are grouped per query: [positive, negative_1..negative_k]."""
+    """Items -> {"query": inputs (B, ...), "candidate": inputs (B*G, ...), "group": G,
+    "candidate_ids": (B*G,) int64 image ids}, through the retriever's processor. Candidates are
+    grouped per query: [positive, negative_1..negative_k]; the loss masks a candidate whose id is
+    the query's positive's (a copy of the positive is not a negative)."""
 
     def __init__(self, processor) -> None:
         self.processor = processor
@@ -190,4 +211,5 @@ class TripletCollator:
         query = self.processor(images=[it["query_image"] for it in items], texts=[it["text"] for it in items],
                                role="query")
         cands = self.processor(images=[c for it in items for c in it["candidates"]], texts=None, role="candidate")
-        return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items]}
+        return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items],
+                "candidate_ids": candidate_ids(items)}

@@ -57,6 +57,13 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def gather_without_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` (B, ...) from every rank -> (W*B, ...), rank order (ids, labels)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
 def sync_gradients(params: list[torch.nn.Parameter], *, average: bool, bucket_mb: float = 64.0) -> None:
     """All-reduce gradients in flat buckets. `average=False` sums (the loss already covers the whole
     global batch, see `InfoNCELoss`); `average=True` averages per-rank losses."""

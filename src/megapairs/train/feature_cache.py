@@ -192,7 +192,8 @@ class CachedTripletCollator:
         query = self.processor(images=None, texts=[it["text"] for it in items], role="query")
         query.update(self.cache.lookup([it["query_image"] for it in items]))
         cands = self.cache.lookup([c for it in items for c in it["candidates"]])
-        return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items]}
+        return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items],
+                "candidate_ids": torch.tensor([i for it in items for i in it["ids"]], dtype=torch.long)}  # (B*G,)
 
 
 def encode_cached(model: Any, cache: ImageFeatureCache, images: list | None, texts: list[str] | None,

@@ -7,6 +7,7 @@ unscale (fp16) -> clip -> AdamW -> LR schedule -> zero grads.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -61,18 +62,21 @@ class StepRunner:
         return self.scaler.scale(loss) if self.scaler is not None else loss
 
     def step(self, batch: dict[str, Any]) -> torch.Tensor:
-        """`batch` = {"query": inputs (B, ...), "candidate": inputs (B*G, ...)}; returns the detached loss."""
+        """`batch` = {"query": inputs (B, ...), "candidate": inputs (B*G, ...), optional
+        "candidate_ids": (B*G,) image ids (copies of a positive are then masked)}; returns the detached loss."""
         model, cfg = self.model, self.cfg
         query = to_device(batch["query"], self.device)
         cands = to_device(batch["candidate"], self.device)
+        ids = batch.get("candidate_ids")
+        loss_fn = functools.partial(self.loss_fn, candidate_ids=None if ids is None else ids.to(self.device))
         if cfg.grad_cache_chunk:
-            loss = grad_cache_backward(model, query, cands, self.loss_fn, cfg.grad_cache_chunk,
+            loss = grad_cache_backward(model, query, cands, loss_fn, cfg.grad_cache_chunk,
                                        autocast=self.autocast, scale=self._scale)
         else:
             with self.autocast():
                 q = model(**query)  # (B, D)
                 c = model(**cands)  # (B*G, D)
-            loss = self.loss_fn(q, c)
+            loss = loss_fn(q, c)
             self._scale(loss).backward()
             loss = loss.detach()
         if self.dist.enabled:

@@ -104,6 +104,9 @@ class Trainer:
         model = self.model
         if cfg.instruction is not None and hasattr(model, "instruction"):
             model.instruction = cfg.instruction
+        if cfg.fusion == "combiner" and not hasattr(model, "enable_combiner"):
+            raise ConfigError(f"TrainConfig.fusion: 'combiner' is for the offline retriever; {model.spec} "
+                              "keeps its own fusion (use fusion=sum)")
         self.rcfg = cfg.resolve(model.kind, self.device.type)
         model.prepare_for_training(self.rcfg)
         model.to(self.device)

@@ -1,0 +1,443 @@
+"""What changes from a source image to a target image, from evidence only: the `changes:` describer.
+
+Evidence comes from three places, each used for what it can say:
+- titles (the caption's title part): attribute words (colour, black-and-white, direction, state,
+  size, number) and, when both titles share a content word, object swaps, additions and removals;
+- file names (`x/balloon-green-aj.svg`): attribute words only (file names carry author tags and
+  serial numbers, so other differences in them are not trusted);
+- pixels (`pixels.py`): dominant colour, black-and-white vs colour, a mirrored / flipped / rotated
+  copy of the same shape.
+
+A change is stated only when a source says so; a pair with no stated change gets no note (the row is
+dropped with the reason "no describable difference"). The note keeps the MegaPairs template shape
+("Both images show …. However, the source image shows …, whereas the target image shows ….") and
+adds one "Change:" sentence that writers (model or `changes:`) turn into instructions.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from megapairs.annotate.pixels import PixelEvidence, PixelStats, compare, pixel_stats
+from megapairs.annotate.template import parse_caption, stem
+
+COLOURS = {"red", "green", "blue", "yellow", "orange", "purple", "violet", "pink", "black", "white", "grey",
+           "gray", "brown", "cyan", "magenta", "gold", "golden", "silver", "beige", "teal", "turquoise", "navy",
+           "maroon", "lime", "aqua", "olive"}
+_COLOUR_CANON = {"gray": "grey", "golden": "gold", "violet": "purple", "aqua": "cyan"}
+DIRECTIONS = {"left", "right", "up", "down", "north", "south", "east", "west", "upward", "downward", "forward",
+              "backward", "top", "bottom"}
+_DIRECTION_CANON = {"upward": "up", "downward": "down", "top": "up", "bottom": "down"}
+# each state word and its group: a change is stated only between two words of one group
+_STATE_GROUPS = [
+    {"open", "opened", "closed", "close", "shut"}, {"empty", "full", "half"}, {"on", "off"},
+    {"muted", "unmuted", "mute", "loud", "quiet"}, {"locked", "unlocked"}, {"lit", "unlit"},
+    {"happy", "sad", "angry", "smiling", "crying", "surprised"}, {"day", "night"},
+    {"high", "medium", "low"}, {"start", "stop", "pause", "play"}, {"new", "old"},
+    {"summer", "winter", "autumn", "spring", "fall"}, {"filled", "blank", "plain"},
+    {"awake", "asleep", "sleeping"}, {"wet", "dry"}, {"hot", "cold"},
+]
+STATES = {w: i for i, g in enumerate(_STATE_GROUPS) for w in g}
+_STATE_CANON = {"opened": "open", "close": "closed", "shut": "closed", "mute": "muted", "sleeping": "asleep",
+                "fall": "autumn"}
+SIZES = {"small", "big", "large", "tiny", "huge", "little", "mini", "giant"}
+_SIZE_CANON = {"large": "big", "huge": "big", "giant": "big", "little": "small", "tiny": "small", "mini": "small"}
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                "ten": 10, "eleven": 11, "twelve": 12}
+BW_PHRASES = re.compile(r"\b(?:b\s*(?:and|&|n)\s*w|bw|black\s*(?:and|&|n)\s*white|monochrome|gr[ae]yscale"
+                        r"|grayscaled?|lineart|line\s+art)\b", re.IGNORECASE)
+_MINOR = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", "is", "are", "by", "for", "from",
+          "icon", "icons", "clipart", "clip", "art", "picture", "image", "drawing", "svg", "png", "theme", "symbol",
+          "version", "color", "colour", "coloured", "colored", "style", "aj", "id"}
+_WORD = re.compile(r"[a-z]+|[0-9]+")
+
+
+@dataclass
+class Change:
+    kind: str  # colour | to_black_and_white | to_colour | direction | transform | state | size | number |
+    #            swap | add | remove
+    source: str = ""  # the source's value ("" when it has none, e.g. for add)
+    target: str = ""  # the target's value
+    evidence: list[str] = field(default_factory=list)  # title | file name | pixels
+
+
+@dataclass
+class PairChanges:
+    subject: str  # what both show ("" when unknown)
+    changes: list[Change]
+    kept: list[str]  # what stays (shared title words, "the same shape")
+
+    @property
+    def describable(self) -> bool:
+        return bool(self.changes)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(str(text or "").lower())
+
+
+def _file_words(uri: str) -> list[str]:
+    name = PurePosixPath(str(uri or "").split("::")[0].split("#")[0]).stem
+    return words(name.replace("_", " ").replace("-", " "))
+
+
+@dataclass
+class Side:
+    """One image's attribute words (by kind) and title content words."""
+
+    title_words: list[str]
+    colours: set[str] = field(default_factory=set)
+    directions: set[str] = field(default_factory=set)
+    states: set[str] = field(default_factory=set)
+    sizes: set[str] = field(default_factory=set)
+    numbers: set[int] = field(default_factory=set)
+    bw: bool = False
+    evidence: dict[str, str] = field(default_factory=dict)  # "kind:value" -> title | file name
+
+    def note(self, kind: str, value: str, where: str) -> None:
+        self.evidence.setdefault(f"{kind}:{value}", where)
+
+
+def read_side(caption: str, label: str, uri: str = "") -> Side:
+    info = parse_caption(caption, label)
+    title = info.title or ""
+    side = Side([w for w in words(BW_PHRASES.sub(" ", title)) if w not in _MINOR])
+    for where, text in (("title", title), ("file name", " ".join(_file_words(uri)))):
+        if BW_PHRASES.search(text):
+            side.bw = True
+            side.note("bw", "bw", where)
+        for w in words(BW_PHRASES.sub(" ", text)):
+            if w in COLOURS:
+                side.colours.add(_COLOUR_CANON.get(w, w))
+                side.note("colour", _COLOUR_CANON.get(w, w), where)
+            elif w in DIRECTIONS:
+                side.directions.add(_DIRECTION_CANON.get(w, w))
+                side.note("direction", _DIRECTION_CANON.get(w, w), where)
+            elif w in STATES:
+                side.states.add(_STATE_CANON.get(w, w))
+                side.note("state", _STATE_CANON.get(w, w), where)
+            elif w in SIZES:
+                side.sizes.add(_SIZE_CANON.get(w, w))
+                side.note("size", _SIZE_CANON.get(w, w), where)
+            elif where == "title" and w in NUMBER_WORDS:
+                side.numbers.add(NUMBER_WORDS[w])
+    return side
+
+
+def _attribute_words() -> set[str]:
+    return COLOURS | DIRECTIONS | set(STATES) | SIZES | set(NUMBER_WORDS)
+
+
+def _content(side: Side) -> list[str]:
+    attrs = _attribute_words()
+    return [w for w in side.title_words if w not in attrs and not w.isdigit() and len(w) > 1]
+
+
+def _single_change(kind: str, src: set, tgt: set, s: Side, t: Side) -> Change | None:
+    """One attribute changes when the target names a value the source lacks and vice versa (or the
+    source names none, for colour: then only pixels may say what it was)."""
+    gone, new = src - tgt, tgt - src
+    if not new or len(new) > 1 or len(gone) > 1:
+        return None
+    if not gone and kind != "colour":
+        return None
+    (to,) = new
+    frm = next(iter(gone)) if gone else ""
+    if kind == "state" and frm and STATES.get(frm) != STATES.get(to):
+        return None
+    ev = sorted({t.evidence.get(f"{kind}:{to}", "title"), *([s.evidence.get(f"{kind}:{frm}", "title")] if frm else [])})
+    return Change(kind, str(frm), str(to), ev)
+
+
+def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
+    """Changes the titles and file names state, and the title words both share."""
+    out: list[Change] = []
+    for kind, a, b in (("colour", s.colours, t.colours), ("direction", s.directions, t.directions),
+                       ("state", s.states, t.states), ("size", s.sizes, t.sizes)):
+        if kind == "colour" and (s.bw or t.bw):
+            continue  # "black" and "white" inside a black-and-white mark are no colour names
+        c = _single_change(kind, a, b, s, t)
+        if c is not None:
+            out.append(c)
+    if s.bw and not t.bw and t.colours:
+        out.append(Change("to_colour", "black and white", _join(sorted(t.colours)) or "colour",
+                          [s.evidence.get("bw:bw", "title")]))
+    elif t.bw and not s.bw:
+        out.append(Change("to_black_and_white", _join(sorted(s.colours)) or "colour", "black and white",
+                          [t.evidence.get("bw:bw", "title")]))
+    if len(s.numbers) == 1 and len(t.numbers) == 1 and s.numbers != t.numbers:
+        out.append(Change("number", str(next(iter(s.numbers))), str(next(iter(t.numbers))), ["title"]))
+    sc, tc = _content(s), _content(t)
+    ss, ts = {stem(w) for w in sc}, {stem(w) for w in tc}
+    shared = [w for w in tc if stem(w) in ss]
+    if shared:
+        removed = [w for w in sc if stem(w) not in ts]
+        added = [w for w in tc if stem(w) not in ss]
+        if added and removed and len(added) <= 2 and len(removed) <= 2 and len(shared) >= max(len(added), len(removed)):
+            out.append(Change("swap", " ".join(removed), " ".join(added), ["title"]))
+        elif added and not removed and len(added) <= 3 and _after_connector(t.title_words, added):
+            out.append(Change("add", "", " ".join(added), ["title"]))
+        elif removed and not added and len(removed) <= 3 and _after_connector(s.title_words, removed):
+            out.append(Change("remove", " ".join(removed), "", ["title"]))
+    return out, list(dict.fromkeys(shared))
+
+
+CONNECTORS = {"with", "and", "plus", "holding", "carrying", "wearing", "under", "over", "behind"}
+
+
+def _after_connector(title: list[str], extra: list[str]) -> bool:
+    """Extra title words count as an added (or removed) object only after a connector ("house with
+    tree" vs "house"); an extra adjective ("fried eggs" vs "eggs") is no object."""
+    for i, w in enumerate(title):
+        if w in CONNECTORS and set(extra) <= set(title[i + 1:]):
+            return True
+    return False
+
+
+def article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def _join(items: list[str]) -> str:
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def merge_pixels(changes: list[Change], px: PixelEvidence, s: Side, t: Side) -> list[Change]:
+    """Add what only the pixels show, and mark metadata changes the pixels confirm."""
+    kinds = {c.kind for c in changes}
+    for c in changes:
+        if c.kind == "colour" and px.colour_to == c.target:
+            c.evidence = sorted({*c.evidence, "pixels"})
+            if not c.source and px.colour_from:
+                c.source = px.colour_from
+    if "colour" not in kinds and px.colour_to and not (t.colours - {px.colour_to}) and not s.bw and not t.bw:
+        changes.append(Change("colour", px.colour_from, px.colour_to, ["pixels"]))
+    if not kinds & {"to_black_and_white", "to_colour", "colour"}:
+        if px.to_black_and_white and not s.bw:
+            changes.append(Change("to_black_and_white", px.colour_from or "colour", "black and white", ["pixels"]))
+        elif px.to_colour:
+            changes.append(Change("to_colour", "black and white", px.colour_to or "colour", ["pixels"]))
+    if px.transform and "direction" not in kinds:
+        changes.append(Change("transform", "", px.transform, ["pixels"]))
+    elif px.transform:
+        for c in changes:
+            if c.kind == "direction":
+                c.evidence = sorted({*c.evidence, "pixels"})
+    return changes
+
+
+def _confirmed(changes: list[Change]) -> list[Change]:
+    """A colour change from an unnamed colour stays only when the pixels confirm the target colour."""
+    return [c for c in changes if not (c.kind == "colour" and not c.source and "pixels" not in c.evidence)]
+
+
+def pair_changes(source_caption: str, source_label: str, target_caption: str, target_label: str,
+                 source_uri: str = "", target_uri: str = "", source_image: bytes | None = None,
+                 target_image: bytes | None = None) -> PairChanges:
+    """The stated changes of a pair; images (PNG bytes) add the pixel evidence."""
+    stats = []
+    for img in (source_image, target_image):
+        try:
+            stats.append(pixel_stats(img) if img is not None else None)
+        except Exception:  # noqa: BLE001 - an undecodable image only means no pixel evidence
+            stats.append(None)
+    return metadata_pair_changes((source_caption, source_label, source_uri),
+                                 (target_caption, target_label, target_uri), stats[0], stats[1])
+
+
+def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, str],
+                          source_pixels: PixelStats | None = None,
+                          target_pixels: PixelStats | None = None) -> PairChanges:
+    """As `pair_changes`, from (caption, label, uri) per side and precomputed pixel statistics."""
+    s = read_side(*source)
+    t = read_side(*target)
+    source_label, target_label = source[1], target[1]
+    changes, shared = metadata_changes(s, t)
+    px = PixelEvidence()
+    if source_pixels is not None and target_pixels is not None:
+        px = compare(source_pixels, target_pixels)
+        changes = merge_pixels(changes, px, s, t)
+    changes = _confirmed(changes)
+    related = bool(shared) or px.same_shape or not (_content(s) or _content(t))
+    if not related:  # different things that happen to differ in an attribute word: no stated change
+        changes = []
+    kept = list(shared)
+    if px.same_shape and not any(c.kind in ("swap", "add", "remove") for c in changes):
+        kept.append("the same shape")
+    subject = " ".join(shared[:3])
+    if not subject:
+        label = parse_caption("", target_label).leaf
+        src_label = parse_caption("", source_label).leaf
+        subject = label if label and label == src_label and px.same_shape else ""
+    return PairChanges(subject, changes, kept)
+
+
+# -- the note ---------------------------------------------------------------------------------------
+_TRANSFORM_TEXT = {"mirror": "mirrored left to right", "flip_vertical": "flipped upside down",
+                   "rotate_90": "rotated a quarter turn", "rotate_180": "turned half a turn",
+                   "rotate_270": "rotated a quarter turn the other way"}
+
+
+def _side_phrase(subject: str, changes: list[Change], side: str) -> str:
+    thing = subject or "it"
+    adjs, after = [], []
+    for c in changes:
+        v = c.source if side == "source" else c.target
+        if c.kind in ("colour", "size") and v:
+            adjs.append(v)
+        elif c.kind == "to_black_and_white":
+            after.append("in black and white" if side == "target" else "in colour")
+        elif c.kind == "to_colour":
+            after.append("in colour" + (f" (mostly {c.target})" if c.target != "colour" else "")
+                         if side == "target" else "in black and white")
+        elif c.kind == "direction" and v:
+            after.append(f"pointing {v}")
+        elif c.kind == "state" and v:
+            after.append(f"{v}")
+        elif c.kind == "number" and v:
+            after.append(f"with the number {v}")
+        elif c.kind == "transform":
+            after.append(_TRANSFORM_TEXT[c.target] if side == "target" else "the original way round")
+        elif c.kind == "swap" and v:
+            after.append(f"with {v}")
+        elif c.kind == "add" and side == "target":
+            after.append(f"with {c.target}")
+        elif c.kind == "remove" and side == "source":
+            after.append(f"with {c.source}")
+    if thing == "it":
+        head = f"one in {' and '.join(adjs)}" if adjs else "it"
+    else:
+        head = " ".join([*adjs, thing])
+    return head + (" " + ", ".join(after) if after else "")
+
+
+def change_sentence(c: Change) -> str:
+    if c.kind == "to_black_and_white":
+        return "colour to black and white"
+    if c.kind == "to_colour":
+        return "black and white to colour" + (f" (mostly {c.target})" if c.target != "colour" else "")
+    if c.kind == "transform":
+        return f"the target is {_TRANSFORM_TEXT[c.target]}"
+    if c.kind == "add":
+        return f"the target adds {c.target}"
+    if c.kind == "remove":
+        return f"the target drops {c.source}"
+    what = {"colour": "colour", "to_black_and_white": "colour", "to_colour": "colour", "direction": "direction",
+            "state": "state", "size": "size", "number": "number", "swap": "object"}[c.kind]
+    return f"{what} {c.source or 'unnamed'} to {c.target}"
+
+
+def describe(p: PairChanges) -> str:
+    if not p.changes:
+        return ""
+    first = f"Both images show {p.subject}" if p.subject else "Both images show the same kind of thing"
+    src = _side_phrase(p.subject, p.changes, "source")
+    tgt = _side_phrase(p.subject, p.changes, "target")
+    evidence = sorted({e for c in p.changes for e in c.evidence})
+    return (f"{first}. However, the source image shows {src}, whereas the target image shows {tgt}. "
+            f"Change: {'; '.join(change_sentence(c) for c in p.changes)} (from the {_join(evidence)}).")
+
+
+# -- instructions -----------------------------------------------------------------------------------
+def _templates(c: Change, obj: str) -> list[str]:
+    o = obj or "one"
+    t, s = c.target, c.source
+    if c.kind == "colour":
+        out = [f"Make it {t}.", f"The same {o}, but {t}.", f"Change the colour to {t}.", f"Show it in {t}.",
+               f"I want {article(t)} {o}.", f"Recolour it {t}."]
+        if s:
+            out.append(f"{t.capitalize()} instead of {s}.")
+        return out
+    if c.kind == "to_black_and_white":
+        return ["Make it black and white.", f"The same {o} without colour.", "Show a black-and-white version.",
+                "Take the colour out.", f"A grey, colourless {o}."]
+    if c.kind == "to_colour":
+        extra = [f"Colour it mostly {t}.", f"The same {o}, coloured {t}."] if t != "colour" else []
+        return ["Add colour to it.", f"Show a coloured version of this {o}.", f"The same {o}, but in colour.",
+                "Fill it in with colours.", *extra]
+    if c.kind == "direction":
+        return [f"Make it point {t}.", f"The same {o}, facing {t}.", f"Turn it to point {t}.",
+                f"Pointing {t} instead.", f"Have it go {t}."]
+    if c.kind == "transform":
+        return {"mirror": ["Mirror it.", "Flip it horizontally.", "Show it facing the other way.",
+                           f"The same {o}, mirrored.", "Reverse it left to right."],
+                "flip_vertical": ["Flip it upside down.", "Turn it upside down.", f"The same {o}, flipped vertically.",
+                                  "Mirror it top to bottom."],
+                "rotate_180": ["Turn it upside down.", "Rotate it half a turn.", f"The same {o}, rotated 180 degrees.",
+                               "Spin it round by 180 degrees."],
+                "rotate_90": ["Rotate it a quarter turn.", "Turn it 90 degrees.", f"The same {o}, rotated sideways.",
+                              "Rotate it by 90 degrees."],
+                "rotate_270": ["Rotate it a quarter turn the other way.", "Turn it 90 degrees the other way.",
+                               f"The same {o}, rotated sideways the other way.", "Rotate it by 270 degrees."],
+                }[t]
+    if c.kind == "state":
+        return [f"Make it {t}.", f"The same {o}, but {t}.", f"Show it {t}.", f"Change it to {t}.",
+                f"Now {t}, please."]
+    if c.kind == "size":
+        return [f"Make it {t}ger." if t == "big" else f"Make it {t}er.", f"A {t} {o}.", f"Show a {t} version.",
+                f"The same {o}, only {t}."]
+    if c.kind == "number":
+        return [f"Change the {s} to {t}.", f"The same, but with {t} instead of {s}.", f"Make it {t}.",
+                f"Show number {t}."]
+    if c.kind == "swap":
+        return [f"Make it {t} instead of {s}.", f"The same, but {t} instead of {s}.", f"Change {s} to {t}.",
+                f"Show {t} in place of {s}.", f"{t.capitalize()}, not {s}."]
+    if c.kind == "add":
+        return [f"Add {t}.", f"The same {o} with {t}.", f"Put {t} in it.", f"Include {t} as well.",
+                f"Now with {t}."]
+    if c.kind == "remove":
+        return [f"Remove the {s}.", f"The same {o} without the {s}.", f"Take away the {s}.", f"Leave out the {s}.",
+                f"Without {s}."]
+    return []
+
+
+def _object(p: PairChanges) -> str:
+    obj = p.subject.split()[-1] if p.subject else ""
+    return obj if obj not in _attribute_words() else ""
+
+
+def instructions(p: PairChanges, rng: random.Random, count: int) -> list[str]:
+    """`count` distinct instructions asking for the target's change(s), seeded by `rng`."""
+    if not p.changes:
+        return []
+    obj = _object(p)
+    main = p.changes[0]
+    pool = _templates(main, obj)
+    rng.shuffle(pool)
+    out = []
+    if len(p.changes) > 1:  # one instruction that asks for two changes together
+        second = _templates(p.changes[1], obj)
+        rng.shuffle(second)
+        out.append(f"{pool[0].rstrip('.')}, and {second[0][0].lower()}{second[0][1:]}")
+    for text in pool:
+        if len(out) >= count:
+            break
+        if text not in out:
+            out.append(text)
+    return out[:max(count, 1)]
+
+
+def change_words(p: PairChanges) -> set[str]:
+    """Words an instruction may use to ask for the change (the target values and the change verbs)."""
+    out: set[str] = set()
+    for c in p.changes:
+        out |= set(words(c.target))
+        out |= {"colour", "color", "coloured", "colours", "black", "white", "grey", "colourless", "mirror",
+                "mirrored", "flip", "flipped", "rotate", "rotated", "turn", "upside", "reverse", "remove",
+                "without", "take", "leave", "add"} & _VERBS[c.kind]
+    return out
+
+
+_VERBS = {
+    "colour": {"colour", "color"}, "to_black_and_white": {"black", "white", "grey", "colourless", "colour", "color"},
+    "to_colour": {"colour", "color", "coloured", "colours"}, "direction": {"turn"},
+    "transform": {"mirror", "mirrored", "flip", "flipped", "rotate", "rotated", "turn", "upside", "reverse"},
+    "state": set(), "size": set(), "number": set(), "swap": set(),
+    "add": {"add"}, "remove": {"remove", "without", "take", "leave"},
+}

@@ -1,0 +1,193 @@
+"""After export: train a retriever on the synthesised triplets, evaluate it against its zero-shot
+start on the held-out split, and build a search index (the `followup` config section).
+
+What comes out, under the run folder:
+  retriever/         the trained checkpoint (`megapairs train` layout; a rerun resumes or reuses it)
+  results/           zero-shot.json, trained.json (the `triplets` benchmark), summary.json
+  index/             a gallery index of the dataset's images for `megapairs serve`
+
+The evaluation is on the dataset's validation split, whose images training never saw (the export
+splits by image groups). Every model is scored with composed (image + instruction), image-only and
+text-only queries, the query's own image removed from its ranking (as CIRCO and CIRR do), and the
+summary gives paired bootstrap intervals: trained composed minus trained image-only, and trained
+composed minus zero-shot composed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from megapairs.configbase import ConfigBase, ConfigError
+
+log = logging.getLogger("megapairs")
+
+MODES = ("composed", "image", "text")
+SUMMARY_METRIC = "recall@10"
+
+
+@dataclasses.dataclass
+class FollowupConfig(ConfigBase):
+    train: bool = False
+    evaluate: bool = False
+    index: bool = False
+    model: str = "offline:default"  # the retriever to start from (and the zero-shot baseline)
+    train_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields
+    bootstrap: int = 2000  # resamples for the paired intervals
+    seed: int = 0
+
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> None:
+        if self.bootstrap < 100:
+            raise ConfigError(f"{getattr(self, '_where', 'followup')}.bootstrap must be >= 100")
+
+
+def _train(root: Path, c: FollowupConfig) -> Path:
+    from megapairs.train.config import TrainConfig
+    from megapairs.train.trainer import Trainer
+
+    out = root / "retriever"
+    opts = {**c.train_options, "data": str(root / "dataset"), "model": c.model}
+    cfg = TrainConfig.from_dict(opts, "followup.train_options")
+    t0 = time.perf_counter()
+    result = Trainer(cfg, out).fit()
+    log.info("followup: trained %d steps in %.0f s, final loss %.4f -> %s", result.steps,
+             time.perf_counter() - t0, result.final_loss, result.final_model)
+    return Path(result.final_model)
+
+
+def per_query_hits(retriever: Any, dataset: Path, k: int = 10) -> dict[str, np.ndarray]:
+    """Hits@k per composed query (validation rows' (query image, first instruction), merged as the
+    `triplets` benchmark merges them), for the three query kinds, aligned on the composed queries:
+    `image[i]` is the hit of composed query i's image alone, `text[i]` of its instruction alone. The
+    query's own image is removed from its ranking. Returns mode -> (Q,) 0/1 floats."""
+    from megapairs.evaluate.triplets import build_queries, load_rows
+
+    rows = load_rows(dataset)
+    names = sorted({p for r in rows for p in [r["q_img"], r["t_img"], *r["hns"]]})
+    pos = {n: i for i, n in enumerate(names)}
+    gallery = _encode(retriever, images=[_resolve(dataset, n) for n in names], role="candidate")  # (N, D)
+    composed = build_queries(rows, "composed", "first")
+    out = {}
+    for mode in MODES:
+        qs = composed if mode == "composed" else build_queries(rows, mode, "first")
+        images = [_resolve(dataset, q["image"]) for q in qs] if mode != "text" else None
+        texts = [q["text"] for q in qs] if mode != "image" else None
+        q = _encode(retriever, images=images, text=texts, role="query")  # (Q, D)
+        scores = q @ gallery.T  # (Q, N)
+        for i, x in enumerate(qs):  # the query's own image is no answer (CIRCO / CIRR "remove")
+            if x["reference"] is not None:
+                scores[i, pos[x["reference"]]] = -np.inf
+            if mode == "text":  # a text query has no image; still, its query image is not the target
+                scores[i, [pos[r] for r in x["refs"]]] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        ranked = {_key(mode, x): {names[j] for j in t} for t, x in zip(top, qs)}
+        # composed query i -> the query of this mode with the same image / the same instruction,
+        # judged against composed query i's own targets
+        out[mode] = np.array([bool(ranked[_key(mode, x)] & x["targets"]) for x in composed], np.float64)
+    return out
+
+
+def _key(mode: str, q: dict[str, Any]) -> tuple:
+    return {"composed": (q["image"], q["text"]), "image": (q["image"],), "text": (q["text"],)}[mode]
+
+
+def _encode(retriever: Any, **kw: Any) -> np.ndarray:
+    out = []
+    n = len(kw.get("images") or kw.get("text") or [])
+    for i in range(0, n, 64):
+        part = {k: (v[i:i + 64] if isinstance(v, list) else v) for k, v in kw.items()}
+        out.append(np.asarray(retriever.encode(**part), np.float32))
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def _resolve(dataset: Path, name: str) -> str:
+    p = Path(name)
+    if p.is_absolute():
+        return str(p)
+    for base in (dataset, dataset / "images", dataset / "validation"):
+        if (base / p).exists():
+            return str(base / p)
+    return str(dataset / p)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over paired items (percent points when a, b are 0/1) with a 95 % percentile
+    interval from `resamples` seeded resamples of the items."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or not len(a):
+        raise ValueError("paired_bootstrap needs two non-empty arrays of the same length")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"diff": 100 * float(d.mean()), "low": 100 * float(lo), "high": 100 * float(hi), "n": int(len(d))}
+
+
+def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
+    """The steps `c` asks for; returns the summary (also written to results/summary.json)."""
+    from megapairs.artifacts import atomic_write_json
+    from megapairs.models.base import load_retriever
+
+    root = Path(root)
+    dataset = root / "dataset"
+    summary: dict[str, Any] = {"metric": f"hit rate @10 (percent), query image removed; {SUMMARY_METRIC}"}
+    timings: dict[str, float] = {}
+    ckpt = None
+    if c.train:
+        t0 = time.perf_counter()
+        ckpt = _train(root, c)
+        timings["train_s"] = round(time.perf_counter() - t0, 1)
+    if c.evaluate:
+        t0 = time.perf_counter()
+        models = {"zero-shot": c.model, **({"trained": f"ckpt:{ckpt}"} if ckpt else {})}
+        hits = {}
+        for name, spec in models.items():
+            hits[name] = per_query_hits(load_retriever(spec), dataset)
+            summary[name] = {m: 100 * float(h.mean()) for m, h in hits[name].items()}
+        best = "trained" if ckpt else "zero-shot"
+        summary["queries"] = int(len(hits[best]["composed"]))
+        summary["composed_minus_image"] = paired_bootstrap(hits[best]["composed"], hits[best]["image"],
+                                                           resamples=c.bootstrap, seed=c.seed)
+        if ckpt:
+            summary["trained_minus_zero_shot"] = paired_bootstrap(
+                hits["trained"]["composed"], hits["zero-shot"]["composed"], resamples=c.bootstrap, seed=c.seed)
+        timings["evaluate_s"] = round(time.perf_counter() - t0, 1)
+    if c.index:
+        from megapairs.search.index import GalleryIndex
+
+        t0 = time.perf_counter()
+        spec = f"ckpt:{ckpt}" if ckpt else c.model
+        GalleryIndex.build(dataset / "images", load_retriever(spec), root / "index", progress=False)
+        summary["index"] = str(root / "index")
+        timings["index_s"] = round(time.perf_counter() - t0, 1)
+    summary["timings"] = timings
+    atomic_write_json(root / "results" / "summary.json", summary)
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The few lines `megapairs run` prints."""
+    lines = []
+    models = [m for m in ("zero-shot", "trained") if m in summary]
+    if models:
+        lines.append(f"held-out composed queries: {summary['queries']} ({summary['metric']})")
+        lines.append(f"{'model':<10} {'composed':>9} {'image':>7} {'text':>7}")
+        for m in models:
+            r = summary[m]
+            lines.append(f"{m:<10} {r['composed']:>9.1f} {r['image']:>7.1f} {r['text']:>7.1f}")
+        for key, label in (("composed_minus_image", "composed - image"),
+                           ("trained_minus_zero_shot", "trained - zero-shot (composed)")):
+            if key in summary:
+                b = summary[key]
+                lines.append(f"{label}: {b['diff']:+.1f} [95% CI {b['low']:+.1f}, {b['high']:+.1f}]")
+    if "index" in summary:
+        lines.append(f"search it: megapairs serve --index {summary['index']}")
+    return "\n".join(lines)
