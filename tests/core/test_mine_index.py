@@ -143,3 +143,15 @@ def test_quantile_bands_come_from_the_saved_index(tmp_path):
                          bands={"image": [0.2, 0.8], "caption": [0.2, 0.8]})
     lo, hi = manifest["bands"]["image"]
     assert 0 < lo < hi < 1 and manifest["index"]["image"]["kind"] == "ivf_sq8"
+
+
+def test_hnsw_and_ivf_flat_are_saved_and_reopened(tmp_path):
+    _embeddings(tmp_path, n=800)
+    vectors = open_views(tmp_path / "embeddings")
+    for kind in ("hnsw", "ivf_flat"):
+        cfg = MineConfig(k=5, index=kind, nlist=8, hnsw_m=16, target_recall=0.9)
+        manifest = ensure_index(tmp_path, vectors, cfg, "test-800")
+        assert manifest["indexes"]["image"]["expected_recall"] >= 0.9
+        index = open_index(tmp_path, vectors)["image"]
+        s, r = index.search(vectors["image"][np.arange(20)], 6)
+        assert index.kind == kind and (r[:, 0] == np.arange(20)).all()  # each vector finds itself first
