@@ -29,7 +29,7 @@ from megapairs.configbase import ConfigBase, ConfigError
 log = logging.getLogger("megapairs")
 
 MODES = ("composed", "image", "text")
-SUMMARY_METRIC = "recall@10"
+RECALL_KS = (1, 5, 10)
 
 
 @dataclasses.dataclass
@@ -54,7 +54,8 @@ def _train(root: Path, c: FollowupConfig) -> Path:
     from megapairs.train.trainer import Trainer
 
     out = root / "retriever"
-    opts = {**c.train_options, "data": str(root / "dataset"), "model": c.model}
+    opts = {"feature_cache_dir": str(feature_cache(root)), **c.train_options, "data": str(root / "dataset"),
+            "model": c.model}
     cfg = TrainConfig.from_dict(opts, "followup.train_options")
     t0 = time.perf_counter()
     result = Trainer(cfg, out).fit()
@@ -63,11 +64,27 @@ def _train(root: Path, c: FollowupConfig) -> Path:
     return Path(result.final_model)
 
 
-def per_query_hits(retriever: Any, dataset: Path, k: int = 10) -> dict[str, np.ndarray]:
-    """Hits@k per composed query (validation rows' (query image, first instruction), merged as the
-    `triplets` benchmark merges them), for the three query kinds, aligned on the composed queries:
-    `image[i]` is the hit of composed query i's image alone, `text[i]` of its instruction alone. The
-    query's own image is removed from its ranking. Returns mode -> (Q,) 0/1 floats."""
+def feature_cache(root: Path) -> Path:
+    """Frozen image-tower outputs of the offline retriever, shared by training, evaluation and the
+    index (one EfficientNet pass per image for all three)."""
+    return root / "_cache" / "features"
+
+
+def _load(spec: str, root: Path) -> Any:
+    from megapairs.models.base import load_retriever
+
+    model = load_retriever(spec)
+    if hasattr(model, "feature_cache_dir"):
+        model.feature_cache_dir = str(feature_cache(root))
+    return model
+
+
+def per_query_ranks(retriever: Any, dataset: Path) -> dict[str, np.ndarray]:
+    """Rank (1 = first) of the best target for each composed query (validation rows' (query image,
+    first instruction), merged as the `triplets` benchmark merges them), for the three query kinds,
+    aligned on the composed queries: `image[i]` ranks composed query i's image alone, `text[i]` its
+    instruction alone, each against composed query i's targets. The query's own image is removed
+    from every ranking. Returns mode -> (Q,) float ranks."""
     from megapairs.evaluate.triplets import build_queries, load_rows
 
     rows = load_rows(dataset)
@@ -83,15 +100,14 @@ def per_query_hits(retriever: Any, dataset: Path, k: int = 10) -> dict[str, np.n
         q = _encode(retriever, images=images, text=texts, role="query")  # (Q, D)
         scores = q @ gallery.T  # (Q, N)
         for i, x in enumerate(qs):  # the query's own image is no answer (CIRCO / CIRR "remove")
-            if x["reference"] is not None:
-                scores[i, pos[x["reference"]]] = -np.inf
-            if mode == "text":  # a text query has no image; still, its query image is not the target
-                scores[i, [pos[r] for r in x["refs"]]] = -np.inf
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        ranked = {_key(mode, x): {names[j] for j in t} for t, x in zip(top, qs)}
-        # composed query i -> the query of this mode with the same image / the same instruction,
-        # judged against composed query i's own targets
-        out[mode] = np.array([bool(ranked[_key(mode, x)] & x["targets"]) for x in composed], np.float64)
+            scores[i, [pos[r] for r in x["refs"]]] = -np.inf
+        by_key = {_key(mode, x): scores[i] for i, x in enumerate(qs)}
+        ranks = []
+        for x in composed:  # ties count against the model: rank = 1 + candidates scoring >= the target
+            s = by_key[_key(mode, x)]
+            best = max(s[pos[t]] for t in x["targets"])
+            ranks.append(float((s >= best).sum()))
+        out[mode] = np.array(ranks)
     return out
 
 
@@ -134,11 +150,10 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, resamples: int = 2000, see
 def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
     """The steps `c` asks for; returns the summary (also written to results/summary.json)."""
     from megapairs.artifacts import atomic_write_json
-    from megapairs.models.base import load_retriever
 
     root = Path(root)
     dataset = root / "dataset"
-    summary: dict[str, Any] = {"metric": f"hit rate @10 (percent), query image removed; {SUMMARY_METRIC}"}
+    summary: dict[str, Any] = {"metric": "recall@k in percent, the query image removed, ties ranked against"}
     timings: dict[str, float] = {}
     ckpt = None
     if c.train:
@@ -148,24 +163,27 @@ def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
     if c.evaluate:
         t0 = time.perf_counter()
         models = {"zero-shot": c.model, **({"trained": f"ckpt:{ckpt}"} if ckpt else {})}
-        hits = {}
+        ranks = {}
         for name, spec in models.items():
-            hits[name] = per_query_hits(load_retriever(spec), dataset)
-            summary[name] = {m: 100 * float(h.mean()) for m, h in hits[name].items()}
+            ranks[name] = per_query_ranks(_load(spec, root), dataset)
+            summary[name] = {f"{m}/recall@{k}": 100 * float((r <= k).mean()) for m, r in ranks[name].items()
+                             for k in RECALL_KS}
         best = "trained" if ckpt else "zero-shot"
-        summary["queries"] = int(len(hits[best]["composed"]))
-        summary["composed_minus_image"] = paired_bootstrap(hits[best]["composed"], hits[best]["image"],
-                                                           resamples=c.bootstrap, seed=c.seed)
-        if ckpt:
-            summary["trained_minus_zero_shot"] = paired_bootstrap(
-                hits["trained"]["composed"], hits["zero-shot"]["composed"], resamples=c.bootstrap, seed=c.seed)
+        summary["queries"] = int(len(ranks[best]["composed"]))
+        for k in RECALL_KS:
+            hit = {n: {m: (r <= k).astype(np.float64) for m, r in rk.items()} for n, rk in ranks.items()}
+            summary[f"composed_minus_image@{k}"] = paired_bootstrap(hit[best]["composed"], hit[best]["image"],
+                                                                    resamples=c.bootstrap, seed=c.seed)
+            if ckpt:
+                summary[f"trained_minus_zero_shot@{k}"] = paired_bootstrap(
+                    hit["trained"]["composed"], hit["zero-shot"]["composed"], resamples=c.bootstrap, seed=c.seed)
         timings["evaluate_s"] = round(time.perf_counter() - t0, 1)
     if c.index:
         from megapairs.search.index import GalleryIndex
 
         t0 = time.perf_counter()
         spec = f"ckpt:{ckpt}" if ckpt else c.model
-        GalleryIndex.build(dataset / "images", load_retriever(spec), root / "index", progress=False)
+        GalleryIndex.build(dataset / "images", _load(spec, root), root / "index", progress=False)
         summary["index"] = str(root / "index")
         timings["index_s"] = round(time.perf_counter() - t0, 1)
     summary["timings"] = timings
@@ -179,15 +197,17 @@ def summary_table(summary: dict[str, Any]) -> str:
     models = [m for m in ("zero-shot", "trained") if m in summary]
     if models:
         lines.append(f"held-out composed queries: {summary['queries']} ({summary['metric']})")
-        lines.append(f"{'model':<10} {'composed':>9} {'image':>7} {'text':>7}")
+        lines.append(f"{'model':<10} {'query':<9} " + " ".join(f"{'R@' + str(k):>6}" for k in RECALL_KS))
         for m in models:
-            r = summary[m]
-            lines.append(f"{m:<10} {r['composed']:>9.1f} {r['image']:>7.1f} {r['text']:>7.1f}")
-        for key, label in (("composed_minus_image", "composed - image"),
-                           ("trained_minus_zero_shot", "trained - zero-shot (composed)")):
-            if key in summary:
-                b = summary[key]
-                lines.append(f"{label}: {b['diff']:+.1f} [95% CI {b['low']:+.1f}, {b['high']:+.1f}]")
+            for mode in MODES:
+                vals = " ".join(f"{summary[m][f'{mode}/recall@{k}']:>6.1f}" for k in RECALL_KS)
+                lines.append(f"{m if mode == 'composed' else '':<10} {mode:<9} {vals}")
+        for key, label in (("composed_minus_image", "composed - image-only"),
+                           ("trained_minus_zero_shot", "trained - zero-shot, composed")):
+            parts = [f"R@{k} {b['diff']:+.1f} [{b['low']:+.1f}, {b['high']:+.1f}]"
+                     for k in RECALL_KS if (b := summary.get(f"{key}@{k}"))]
+            if parts:
+                lines.append(f"{label} (95% CI): " + "; ".join(parts))
     if "index" in summary:
         lines.append(f"search it: megapairs serve --index {summary['index']}")
     return "\n".join(lines)

@@ -27,12 +27,13 @@ def _finish(art: Artifact, tables: list[pa.Table], kind: str) -> None:
     art.write_manifest(kind=kind, num_shards=len(tables))
 
 
-def make_run(root: Path, n_images: int = 16, pairs_per_shard: tuple[int, ...] = (7, 5)) -> list[tuple[str, str]]:
+def make_run(root: Path, n_images: int = 16, pairs_per_shard: tuple[int, ...] = (7, 5),
+             captions: list[str] | None = None) -> list[tuple[str, str]]:
     """corpus/ with `n_images` captioned PNGs, pairs/ with consecutive-image pairs; returns the pairs."""
     ids = [f"img{i:03d}" for i in range(n_images)]
     corpus = pa.table({
         "id": ids, "uri": [f"mem://{i}.png" for i in ids],
-        "caption": [f"a {SUBJECTS[i % 8]} seen in scene number {i}" for i in range(n_images)],
+        "caption": captions or [f"a {SUBJECTS[i % 8]} seen in scene number {i}" for i in range(n_images)],
         "label": [SUBJECTS[i % 8] for i in range(n_images)], "status": ["ok"] * n_images,
         "image_bytes": [png(i) for i in range(n_images)],
     })

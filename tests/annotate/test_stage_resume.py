@@ -105,3 +105,42 @@ def test_stage_resumes_after_server_death(tmp_path: Path, server_factory) -> Non
     strip = lambda rs: [{k: v for k, v in r.items() if k not in drop} for r in rs]  # noqa: E731
     assert strip(rows) == strip(rows_of(tmp_path / "clean"))
     assert pq.read_schema(out / "part-00000.parquet").equals(SCHEMA)
+
+
+def test_a_run_written_by_fallbacks_stops_with_one_clear_line_and_keeps_its_shards(tmp_path: Path, server) -> None:
+    from megapairs.annotate.quality import AnnotationDegraded
+
+    pairs = make_run(tmp_path)
+    server.control(script=["500"] * 200)  # every request fails: the template fallback writes all rows
+    cfg = server_config(server.url, retries=0)
+    with pytest.raises(AnnotationDegraded, match=r"12 of 12 rows \(100%\) were written by a fallback"):
+        run_stage(AnnotateStage(tmp_path, cfg))
+    art = tmp_path / "annotations"
+    assert len(list(art.glob("part-*.parquet"))) == 4 and not (art / "manifest.json").exists()  # nothing lost
+    # accepting the degraded run is an operational choice: the same shards, no new requests
+    server.control(script=[])
+    server.reset_log()
+    manifest = run_stage(AnnotateStage(tmp_path, server_config(server.url, retries=0, max_fallback_share=1.0)))
+    assert manifest["rows"] == len(pairs) and manifest["annotate"]["quality"]["fallback_share"] == 1.0
+    assert answered(server) == []
+
+
+def test_no_change_rows_are_dropped_not_restated(tmp_path: Path) -> None:
+    # "red kite", "blue kite", "kite", ...: red -> blue states a colour change; blue -> (no colour
+    # named) and (none) -> red state nothing (the plain test squares give no pixel evidence)
+    pairs = make_run(tmp_path, captions=[["red kite", "blue kite", "kite"][i % 3] for i in range(16)])
+    cfg = AnnotateConfig.from_dict({"describer": "changes:", "writer": "changes:", "describer_fallbacks": ["template:"],
+                                    "shard_size": 4, **OPS})
+    manifest = run_stage(AnnotateStage(tmp_path, cfg))
+    rows = rows_of(tmp_path)
+    assert len(rows) == len(pairs)
+    # a "no describable difference" verdict does not fall back to the template describer
+    assert {r["status"] for r in rows} <= {"no_change", "ok"} and any(r["status"] == "no_change" for r in rows)
+    for r in rows:
+        if r["status"] == "no_change":
+            assert r["instructions"] == [] and "no describable difference" in r["reason"]
+            assert r["describer_used"] == ""
+    q = manifest["annotate"]["quality"]
+    assert q["no_change"] == sum(r["status"] == "no_change" for r in rows) and q["failed"] == 0
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(r["writer_used"] == "changes:" and len(r["instructions"]) >= 3 for r in ok)

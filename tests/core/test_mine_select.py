@@ -84,3 +84,27 @@ def test_config_validation_names_the_field():
         MineConfig(band_units="percent")
     with pytest.raises(ConfigError, match=r"\.k"):
         MineConfig(k=0)
+
+
+def _twins_setup():
+    # query 0; targets 1 and 2 are near-copies of each other (not of the query); 3 is a near-copy of
+    # target 1 only in the visual view; 4 is another in-band image.
+    image = _unit([[1, 0, 0], [1, 0.6, 0], [1, 0.6, 0.001], [1, 0.1, 0.9], [1, 0.0, 0.7]])
+    visual = _unit([[1, 0, 0], [0, 1, 0], [0, 1, 0.001], [0, 1, 0.002], [0, 0.2, 1]])
+    mats = {"image": image, "visual": visual}
+    knn = {v: search(build_index(m), m[[0]], 5) for v, m in mats.items()}
+    return mats, [f"id{i}" for i in range(5)], knn
+
+
+def test_near_copies_of_a_target_are_neither_second_targets_nor_negatives():
+    mats, ids, knn = _twins_setup()
+    bands = {"image": (0.5, 0.99), "visual": (-1.0, 0.99)}
+    columns, stats = select_pairs(np.array([0]), knn, bands, mats, ids, near_duplicate={"visual": 0.99},
+                                  max_targets=5, num_hard_negatives=4, seed=0)
+    targets = columns["target_id"]
+    assert not {"id1", "id2"} <= set(targets)  # one copy of a picture per query
+    assert stats.dropped["near_duplicate_target"] >= 1
+    for t, hns in zip(targets, columns["hard_negatives"]):
+        copies = {"id1", "id2", "id3"} - {t} if t in ("id1", "id2", "id3") else set()
+        assert not copies & set(hns), (t, hns)  # a copy of the positive is no negative
+        assert hns[0] == "id0"

@@ -130,8 +130,10 @@ def test_mmeb_reads_parquet_and_jsonl(mmeb_dir: Path):
 def test_triplets_loader(triplets_file: Path, tmp_path: Path):
     rows = triplets.load_rows(triplets_file.parent)
     assert len(rows) == 3 and rows[0]["q_text"] == ["make it red", "paint it red"]
-    q = triplets.build_queries(rows, "image", "first")
+    q, unit_query = triplets.mode_queries(rows, triplets.build_units(rows, "first"), "image")
+    assert triplets.build_queries(rows, "image", "first") == q
     assert [sorted(x["targets"]) for x in q] == [["images/i1.png", "images/i4.png"], ["images/i3.png"]]
+    assert unit_query.tolist() == [0, 1, 0]  # rows 0 and 2 share their query image
     alias = tmp_path / "alias.jsonl"
     alias.write_text('{"query_image": "a.png", "query_texts": "x", "target_image": "b.png"}\n')
     assert triplets.load_rows(alias)[0]["q_text"] == ["x"]

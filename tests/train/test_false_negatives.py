@@ -68,7 +68,7 @@ def _rows_with_copies(tmp_path, triplets):
 
 def test_items_and_batches_carry_image_ids(tmp_path, triplets, clip_dir):
     from megapairs.models.base import load_retriever
-    from megapairs.train.feature_cache import CachedTripletCollator
+    from megapairs.models.feature_cache import CachedTripletCollator
 
     data, images = _rows_with_copies(tmp_path, triplets)
     ds = TripletDataset(data, num_hard_negatives=2, seed=0)

@@ -42,8 +42,8 @@ def test_cached_run_equals_uncached(offline_ready, triplets, tmp_path):
         # fraction of lr (1e-2 here) in either path, so compare the bulk, not every element.
         diff = (b[name] - a[name]).abs()
         assert diff.mean() < 1e-6 and diff.max() < 2e-3, (name, float(diff.mean()), float(diff.max()))
-    assert cached.metrics["recall@1"] == plain.metrics["recall@1"]
-    assert cached.metrics["mean_rank"] == plain.metrics["mean_rank"]
+    assert cached.metrics["composed/R@1"] == plain.metrics["composed/R@1"]
+    assert cached.metrics["composed/mAP@10"] == plain.metrics["composed/mAP@10"]
     summary = json.loads((tmp_path / "cached" / "train_summary.json").read_text())
     assert summary["feature_cache_images"] > 0
     assert json.loads((tmp_path / "plain" / "train_summary.json").read_text())["feature_cache_images"] == 0
@@ -54,7 +54,7 @@ def test_cached_run_equals_uncached(offline_ready, triplets, tmp_path):
 def test_disk_cache_is_reused(offline_ready, triplets, tmp_path, caplog):
     from megapairs.models.base import load_retriever
     from megapairs.train.data import load_triplets
-    from megapairs.train.feature_cache import ImageFeatureCache
+    from megapairs.models.feature_cache import ImageFeatureCache
 
     model = load_retriever("offline:default", device="cpu")
     data = load_triplets(triplets)
@@ -79,7 +79,7 @@ def test_disk_cache_is_reused(offline_ready, triplets, tmp_path, caplog):
 
 def test_trained_image_tower_turns_the_cache_off(offline_ready):
     from megapairs.models.offline_fusion import OfflineFusionRetriever
-    from megapairs.train.feature_cache import supports_feature_cache
+    from megapairs.models.feature_cache import supports_feature_cache
 
     model = OfflineFusionRetriever(device="cpu")
     assert supports_feature_cache(model)

@@ -19,7 +19,7 @@ def test_train_command(clip_dir, triplets, tmp_path, capsys):
                 "max_steps=2", "batch_size=4", "train.lr=1e-3", "num_workers=0", "device=cpu", "eval_size=4"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "trained 2 steps" in text and "recall@1" in text
+    assert "trained 2 steps" in text and "composed/R@1" in text
     assert (out / "final" / "megapairs_retriever.json").exists()
     assert (out / "final" / "modeling_MMRet_CLIP.py").exists()
 

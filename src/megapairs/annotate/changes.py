@@ -51,7 +51,9 @@ BW_PHRASES = re.compile(r"\b(?:b\s*(?:and|&|n)\s*w|bw|black\s*(?:and|&|n)\s*whit
                         r"|grayscaled?|lineart|line\s+art)\b", re.IGNORECASE)
 _MINOR = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", "is", "are", "by", "for", "from",
           "icon", "icons", "clipart", "clip", "art", "picture", "image", "drawing", "svg", "png", "theme", "symbol",
-          "version", "color", "colour", "coloured", "colored", "style", "aj", "id"}
+          "version", "color", "colour", "coloured", "colored", "style", "aj", "id",
+          # OpenClipart placeholder titles ("R16 sibmission") name a batch upload, not a subject
+          "sibmission", "submission", "r16", "unsorted", "untitled"}
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 
 
@@ -101,9 +103,13 @@ class Side:
         self.evidence.setdefault(f"{kind}:{value}", where)
 
 
+# "…, gnome brave theme" (icon captions): the theme is where the picture comes from, not what it shows
+_THEME_CLAUSE = re.compile(r",\s*[\w\s-]{1,40}\btheme\b.*$", re.IGNORECASE)
+
+
 def read_side(caption: str, label: str, uri: str = "") -> Side:
     info = parse_caption(caption, label)
-    title = info.title or ""
+    title = _THEME_CLAUSE.sub("", info.title or "")
     side = Side([w for w in words(BW_PHRASES.sub(" ", title)) if w not in _MINOR])
     for where, text in (("title", title), ("file name", " ".join(_file_words(uri)))):
         if BW_PHRASES.search(text):
@@ -216,7 +222,7 @@ def merge_pixels(changes: list[Change], px: PixelEvidence, s: Side, t: Side) -> 
             c.evidence = sorted({*c.evidence, "pixels"})
             if not c.source and px.colour_from:
                 c.source = px.colour_from
-    if "colour" not in kinds and px.colour_to and not (t.colours - {px.colour_to}) and not s.bw and not t.bw:
+    if "colour" not in kinds and px.colour_from and px.colour_to and not (t.colours - {px.colour_to}) and not s.bw and not t.bw:
         changes.append(Change("colour", px.colour_from, px.colour_to, ["pixels"]))
     if not kinds & {"to_black_and_white", "to_colour", "colour"}:
         if px.to_black_and_white and not s.bw:

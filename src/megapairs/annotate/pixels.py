@@ -143,7 +143,7 @@ class PixelEvidence:
 
     same_shape: bool = False
     colour_from: str = ""  # dominant colours, when both have one and they differ
-    colour_to: str = ""
+    colour_to: str = ""  # (also the target's dominant colour when it gains colour)
     to_black_and_white: bool = False
     to_colour: bool = False
     transform: str = ""  # "mirror" | "flip_vertical" | "rotate_90" | "rotate_180" | "rotate_270"
@@ -188,6 +188,7 @@ def compare(src: PixelStats, tgt: PixelStats) -> PixelEvidence:
         ev.to_black_and_white = True
     elif src.black_and_white and tgt.in_colour:
         ev.to_colour = True
+        ev.colour_to = tgt.dominant  # "" when no one colour dominates
     elif src.dominant and tgt.dominant and src.dominant != tgt.dominant:
         ev.colour_from, ev.colour_to = src.dominant, tgt.dominant
     ratio = (tgt.area + 1e-6) / (src.area + 1e-6)

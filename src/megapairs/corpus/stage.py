@@ -65,7 +65,8 @@ class IngestStage(Stage):
     def output(self) -> Artifact:
         # The source listing is part of the identity: a different folder is a different corpus.
         # So are the exclusion lists' contents: an edited list is a different corpus.
-        extra = [json.dumps(["source", source_identity(self.config.source)])]
+        # (A single source hashes as it always did, so existing runs stay valid.)
+        extra: list[Any] = [("source", source_identity(self.config.source))]
         if self.config.exclude:
             extra.append(f"exclude:{file_digest(self.config.exclude)}")
         return Artifact(self.output_path, self.config.config_hash(*extra), {})

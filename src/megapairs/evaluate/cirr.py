@@ -6,9 +6,12 @@ Folder layout (the official dataset README)::
     <data>/image_splits/split.rc2.{val,test1}.json  (name -> "./dev/<name>.png")
     <data>/img_raw/{dev,test1}/<name>.png           (or the split paths relative to <data>)
 
-Gallery = every image of the split file. val is scored on `target_hard`; test1 has no targets and
-writes the two rc2 server files. Default reference policy: remove (CIRPLANT's reference scoring and
-SEARLE's submission mask it); the subset metric always leaves it out, by definition.
+Gallery = every image of the split file. val is scored on `target_hard` (the server's metric) and,
+as CIRPLANT's `eval_test_scoring_step_CIRR` does, on the soft labels `target_soft` (`soft/...`:
+per query the best soft score among the labelled images in the top k, floored at 0). test1 has no
+targets and writes the two rc2 server files. The subset ranking breaks ties by gallery order.
+Default reference policy: remove (CIRPLANT's reference scoring and SEARLE's submission mask it);
+the subset metric always leaves it out, by definition.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ NAME = "cirr"
 SPLITS = ("val", "test1")
 DEFAULT_SPLIT = "val"
 DEFAULT_POLICY = "remove"
-KS = (1, 5, 10, 50)
+KS = (1, 2, 5, 10, 50, 100)  # the server reports 1/5/10/50; CIRPLANT also 2 and 100
 SUBSET_KS = (1, 2, 3)
 
 
@@ -76,11 +79,13 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
                     text=templates.fill(template, caption=r["caption"])) for r in rows]
     q = ctx.encode(q_items, f"cirr {split} queries")  # (Q, D)
     exclude = [pos[r["reference"]] for r in rows] if policy == "remove" else None
-    ranked = ctx.search(q, g, k=max(opts.topk, max(KS)), exclude=exclude)
+    ranked = ctx.search(q, g, k=max(opts.topk, max(KS)), exclude=exclude)  # (Q,) arrays of <= 100
     rankings = [[names[i] for i in r] for r in ranked]
     members = [r["img_set"]["members"] for r in rows]
-    member_scores = [g[[pos[m] for m in ms]] @ q[i] for i, ms in enumerate(members)]  # (6,) each
-    subset = [metrics.subset_ranking(s, ms, r["reference"]) for s, ms, r in zip(member_scores, members, rows)]
+    member_pos = [[pos[m] for m in ms] for ms in members]
+    member_scores = [g[mp] @ q[i] for i, mp in enumerate(member_pos)]  # (6,) each
+    subset = [metrics.subset_ranking(s, ms, r["reference"], mp)
+              for s, ms, r, mp in zip(member_scores, members, rows, member_pos)]
 
     out = BenchmarkOutput(metrics={}, num_queries=len(rows), gallery_size=len(names), split=split,
                           template=templates.describe(tname, template), reference_policy=policy)
@@ -90,7 +95,10 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     if split != "test1":
         targets = [r["target_hard"] for r in rows]
         out.metrics.update(metrics.recall_at_k(rankings, targets, KS))
-        out.metrics.update(metrics.cirr_recall_subset(member_scores, members, [r["reference"] for r in rows],
-                                                      targets, SUBSET_KS))
+        out.metrics.update(metrics.recall_at_k(subset, targets, SUBSET_KS, prefix="Rsubset"))
         out.metrics["(R@5+Rsubset@1)/2"] = float(np.mean([out.metrics["R@5"], out.metrics["Rsubset@1"]]))
+        if all("target_soft" in r for r in rows):  # CIRPLANT's soft-label variant
+            soft = [r["target_soft"] for r in rows]
+            out.metrics.update(metrics.soft_recall_at_k(rankings, soft, KS, prefix="soft/R"))
+            out.metrics.update(metrics.soft_recall_at_k(subset, soft, SUBSET_KS, prefix="soft/Rsubset"))
     return out

@@ -37,6 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", type=_csv, default=None, help="mmeb: comma list (default all found)")
     p.add_argument("--instructions", default="first", choices=("first", "all"), help="triplets")
     p.add_argument("--query-modes", type=_csv, default=None, help="triplets: composed,image,text")
+    p.add_argument("--instruction", default=None,
+                   help="task instruction for instruction-prompted retrievers (mllm:), replacing their default "
+                        "(mmeb: replaces every dataset's own instruction); recorded in the result")
+    p.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"),
+                   help="load the retriever's weights in this dtype (bf16/fp16 for 7B models); recorded")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="triplets: paired bootstrap resamples for the 95%% intervals (0 = none)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -55,6 +62,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size, "cache_dir": args.cache_dir, "out_dir": args.out,
         "image_dir": args.image_dir, "limit": args.limit, "paper_model": args.paper_model,
         "instructions": args.instructions, "progress": not args.no_progress,
+        "instruction": args.instruction, "dtype": args.dtype, "bootstrap": args.bootstrap,
     }
     for name in ("categories", "tasks", "datasets", "query_modes"):
         if getattr(args, name):
@@ -63,11 +71,16 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from megapairs.evaluate.common import DataError
+    from megapairs.configbase import ConfigError
+    from megapairs.evaluate.common import DTYPES, DataError
     from megapairs.evaluate.runner import evaluate
     from megapairs.models import base
 
-    retriever = base.load_retriever(args.model)
+    load_options = {"dtype": DTYPES[args.dtype]} if args.dtype else {}
+    try:
+        retriever = base.load_retriever(args.model, **load_options)
+    except TypeError as e:
+        raise ConfigError(f"--dtype is not supported by {args.model} ({e})") from None
     try:
         result = evaluate(args.benchmark, args.data, retriever, options_from_args(args))
     except DataError as e:

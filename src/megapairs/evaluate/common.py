@@ -11,6 +11,7 @@ from megapairs.configbase import ConfigBase, ConfigError
 
 REFERENCE_POLICIES = ("keep", "remove")
 QUERY_MODES = ("composed", "image", "text")
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # --dtype -> torch dtype name
 
 
 class DataError(FileNotFoundError):
@@ -37,10 +38,18 @@ class Item:
     image: Path | None = None
     text: str | None = None
     crop: Crop | None = None
+    # A task instruction (MMEB). Retrievers with an instruction slot (`encode(..., instruction=)`, the
+    # MLLM) get it there and `text` as the query; the others get `full_text`.
+    instruction: str | None = None
+
+    @property
+    def full_text(self) -> str | None:
+        parts = [t for t in (self.instruction, self.text) if t]
+        return " ".join(parts) if parts else None
 
     @property
     def modality(self) -> str:
-        if self.image is not None and self.text is not None:
+        if self.image is not None and self.full_text is not None:
             return "composed"
         return "image" if self.image is not None else "text"
 
@@ -48,7 +57,8 @@ class Item:
         """Stable description used in gallery-cache keys."""
         crop = None if self.crop is None else [self.crop.x, self.crop.y, self.crop.w, self.crop.h,
                                                self.crop.dilation, self.crop.pad_square]
-        return json.dumps([self.key, None if self.image is None else str(self.image), self.text, crop])
+        fields = [self.key, None if self.image is None else str(self.image), self.text, crop]
+        return json.dumps(fields if self.instruction is None else fields + [self.instruction])
 
 
 @dataclass
@@ -71,6 +81,10 @@ class EvalOptions(ConfigBase):
     datasets: tuple[str, ...] = ()  # MMEB; empty = every dataset found under the data folder
     instructions: str = "first"  # triplets: first | all (each instruction its own query)
     query_modes: tuple[str, ...] = QUERY_MODES  # triplets
+    instruction: str | None = None  # replaces the retriever's task instruction (MLLM); recorded in the result
+    dtype: str | None = None  # weights dtype the retriever was loaded with (bf16 | fp16 | fp32); recorded
+    bootstrap: int = 1000  # triplets: paired bootstrap resamples (0 = no interval)
+    bootstrap_seed: int = 0
 
     NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_size", "cache_dir", "out_dir", "progress")
 
@@ -87,6 +101,10 @@ class EvalOptions(ConfigBase):
         for name in ("batch_size", "topk"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be at least 1")
+        if self.dtype not in (None, *DTYPES):
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {list(DTYPES)}")
+        if self.bootstrap < 0:
+            raise ConfigError(f"{where}.bootstrap: must be >= 0")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"{where}.limit: must be at least 1")
 
@@ -148,3 +166,4 @@ class BenchmarkOutput:
     template: dict[str, Any] = field(default_factory=dict)  # {"name": ..., "format": ...}
     reference_policy: str | None = None
     split: str | None = None
+    instruction: str | None = None  # what the run used as the task instruction (None: none / per task)

@@ -58,9 +58,11 @@ class Context:
         self.cache_dir = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
         self.cache_hits: list[str] = []
         try:  # retrievers that embed candidates differently (MLLM prompts) take role="candidate"
-            self._role_kw = "role" in inspect.signature(retriever.encode).parameters
+            params = inspect.signature(retriever.encode).parameters
         except (TypeError, ValueError):
-            self._role_kw = False
+            params = {}
+        self._role_kw = "role" in params
+        self.has_instruction_slot = "instruction" in params  # MLLM: per-row task instruction
 
     # -- embedding ------------------------------------------------------------------------------
     def encode(self, items: Sequence[Item], desc: str, role: str | None = None) -> np.ndarray:
@@ -90,8 +92,14 @@ class Context:
     def _encode_batch(self, chunk: list[Item], modality: str, role: str | None) -> np.ndarray:
         images = [load_crop(it.image, it.crop) if it.crop else str(it.image) for it in chunk] \
             if modality != "text" else None
-        texts = [it.text for it in chunk] if modality != "image" else None
-        extra = {"role": role} if role and self._role_kw else {}
+        extra: dict[str, Any] = {"role": role} if role and self._role_kw else {}
+        if modality == "image":
+            texts = None
+        elif self.has_instruction_slot and any(it.instruction for it in chunk):
+            texts = [it.text or "" for it in chunk]
+            extra["instruction"] = [it.instruction for it in chunk]
+        else:
+            texts = [it.full_text or "" for it in chunk]
         with torch.inference_mode():
             emb = self.retriever.encode(images=images, text=texts, **extra)  # (b, D), L2-normalised
         emb = emb.detach().float().cpu().numpy()

@@ -1,4 +1,5 @@
-"""FashionIQ (XiaoxiaoGuo/fashion-iq), val split: R@10 / R@50 per category and their mean.
+"""FashionIQ (XiaoxiaoGuo/fashion-iq), val split: R@10 / R@50 per category and their mean, plus the
+other numbers MegaPairs' `eval_fashioniq.py` prints (R@1/5/20/100, MRR@1/5/10/20/50/100).
 
 Folder layout (the official release; MagicLens `data/README.md`)::
 
@@ -24,7 +25,7 @@ NAME = "fashioniq"
 CATEGORIES = ("dress", "shirt", "toptee")
 DEFAULT_SPLIT = "val"
 DEFAULT_POLICY = "keep"
-KS = (10, 50)
+KS = (1, 5, 10, 20, 50, 100)  # MegaPairs' eval_fashioniq.py cutoffs; the paper reports R@10 / R@50
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
@@ -80,7 +81,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
             {"candidate": r["candidate"], "target": r.get("target"), "ranking": rk[:50]}
             for r, rk in zip(rows, rankings)]
         if all("target" in r for r in rows):
-            per_cat[cat] = metrics.recall_at_k(rankings, [r["target"] for r in rows], KS)
+            targets = [r["target"] for r in rows]
+            per_cat[cat] = {**metrics.recall_at_k(rankings, targets, KS), **metrics.mrr_at_k(rankings, targets, KS)}
         n_queries, sizes[cat] = n_queries + len(rows), len(names)
     out = BenchmarkOutput(metrics=metrics.fashioniq_summary(per_cat) if per_cat else {}, num_queries=n_queries,
                           gallery_size=", ".join(f"{c} {n}" for c, n in sizes.items()), split=split,

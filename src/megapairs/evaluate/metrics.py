@@ -13,7 +13,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from typing import Collection, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,11 +39,15 @@ def _check_unique(ranking: Sequence[Id]) -> None:
         raise ValueError("a ranking lists the same image twice")  # the CIRCO script refuses these too
 
 
-def average_precision_at_k(ranking: Sequence[Id], relevant: set, k: int) -> float:
-    """CIRCO AP@k = sum_{i<=k} P(i) * rel(i) / min(|GT|, k), P(i) = precision of the top i (a fraction)."""
-    if not relevant:
+def average_precision_at_k(ranking: Sequence[Id], relevant: Collection[Id], k: int) -> float:
+    """CIRCO AP@k = sum_{i<=k} P(i) * rel(i) / min(len(relevant), k), P(i) = precision of the top i.
+
+    `relevant` is the ground-truth list as the annotation gives it: the divisor counts its entries
+    as listed (a repeated id twice), exactly as CIRCO's `compute_metrics` does."""
+    if not len(relevant):
         raise ValueError("AP@k needs at least one ground-truth image")
-    hits = np.array([x in relevant for x in ranking[:k]], dtype=np.float64)  # rel(i)
+    gt = set(relevant)
+    hits = np.array([x in gt for x in ranking[:k]], dtype=np.float64)  # rel(i)
     precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)  # P(i)
     return float((precision * hits).sum() / min(len(relevant), k))
 
@@ -55,13 +59,13 @@ def circo_map(rankings: Sequence[Sequence[Id]], gts: Sequence[Sequence[Id]],
     for ranking in rankings:
         _check_unique(ranking)
     for k in ks:
-        aps = [average_precision_at_k(r, set(g), k) for r, g in zip(rankings, gts, strict=True)]
+        aps = [average_precision_at_k(r, list(g), k) for r, g in zip(rankings, gts, strict=True)]
         out[f"mAP@{k}"] = 100.0 * float(np.mean(aps)) if aps else float("nan")
     return out
 
 
 def per_query_ap(rankings: Sequence[Sequence[Id]], gts: Sequence[Sequence[Id]], k: int) -> np.ndarray:
-    return np.array([average_precision_at_k(r, set(g), k) for r, g in zip(rankings, gts, strict=True)])
+    return np.array([average_precision_at_k(r, list(g), k) for r, g in zip(rankings, gts, strict=True)])
 
 
 def recall_at_k(rankings: Sequence[Sequence[Id]], targets: Sequence[Id | set],
@@ -78,41 +82,143 @@ def recall_at_k(rankings: Sequence[Sequence[Id]], targets: Sequence[Id | set],
     return out
 
 
-def subset_ranking(member_scores: np.ndarray, members: Sequence[Id], reference: Id | None) -> list[Id]:
-    """CIRR subset ranking: the query's `img_set.members` minus the reference, best first."""
-    keep = [i for i, m in enumerate(members) if m != reference]
-    scores = np.asarray(member_scores)[keep]
-    return [members[keep[i]] for i in stable_rank(scores)]
+def subset_ranking(member_scores: np.ndarray, members: Sequence[Id], reference: Id | None,
+                   positions: Sequence[int] | None = None) -> list[Id]:
+    """CIRR subset ranking: the query's `img_set.members` minus the reference, best first.
+
+    `positions[i]` is the gallery index of `members[i]`. Equal scores follow gallery order, because
+    CIRPLANT builds the subset by filtering the global (gallery-ordered) ranking; without
+    `positions` the members' own order stands in for it. A member listed twice is ranked once."""
+    scores = np.asarray(member_scores, dtype=np.float64)
+    pos = np.arange(len(members)) if positions is None else np.asarray(positions)
+    keep, seen = [], set()
+    for i, m in enumerate(members):
+        if m != reference and m not in seen:
+            seen.add(m)
+            keep.append(i)
+    keep_arr = np.asarray(keep, dtype=np.int64)
+    if not len(keep_arr):
+        return []
+    order = np.lexsort((pos[keep_arr], -scores[keep_arr]))  # score desc, then gallery index asc
+    return [members[keep_arr[i]] for i in order]
 
 
 def cirr_recall_subset(member_scores: Sequence[np.ndarray], members: Sequence[Sequence[Id]],
                        references: Sequence[Id], targets: Sequence[Id],
-                       ks: Sequence[int] = (1, 2, 3)) -> dict[str, float]:
+                       ks: Sequence[int] = (1, 2, 3),
+                       positions: Sequence[Sequence[int]] | None = None) -> dict[str, float]:
     """CIRR Recall_subset@k: Recall@k with the ranking restricted to img_set members minus the reference
-    (CIRPLANT `eval_test_scoring_step_CIRR`; 6 members -> 5 candidates)."""
-    rankings = [subset_ranking(s, m, r) for s, m, r in zip(member_scores, members, references, strict=True)]
+    (CIRPLANT `eval_test_scoring_step_CIRR`; 6 members -> 5 candidates). `positions`: per query, the
+    gallery indices of its members (tie order); see `subset_ranking`."""
+    pos = positions if positions is not None else [None] * len(members)
+    rankings = [subset_ranking(s, m, r, p) for s, m, r, p in zip(member_scores, members, references, pos, strict=True)]
     return recall_at_k(rankings, targets, ks, prefix="Rsubset")
 
 
+def soft_recall_at_k(rankings: Sequence[Sequence[Id]], soft_targets: Sequence[Mapping[Id, float]],
+                     ks: Sequence[int] = (1, 2, 5, 10, 50, 100), prefix: str = "R") -> dict[str, float]:
+    """CIRPLANT's soft-label recall on CIRR val (`target_soft`: image -> 1.0 / 0.5 / -1.0): per query
+    the highest soft score among the labelled images in the top k, floored at 0, averaged (x100)."""
+    out: dict[str, float] = {}
+    for k in ks:
+        total = 0.0
+        for ranking, soft in zip(rankings, soft_targets, strict=True):
+            top = set(ranking[:k])
+            total += max([0.0] + [float(v) for t, v in soft.items() if t in top])
+        out[f"{prefix}@{k}"] = 100.0 * total / len(rankings) if len(rankings) else float("nan")
+    return out
+
+
+def mrr_at_k(rankings: Sequence[Sequence[Id]], targets: Sequence[Id | set],
+             ks: Sequence[int] = (1, 5, 10, 20, 50, 100)) -> dict[str, float]:
+    """MRR@k as MegaPairs' `eval_fashioniq.py` computes it: 1/i for the first hit at position i <= k,
+    else 0, averaged over queries (x100)."""
+    firsts = []
+    for ranking, target in zip(rankings, targets, strict=True):
+        wanted = target if isinstance(target, (set, frozenset)) else {target}
+        firsts.append(next((i for i, x in enumerate(ranking, 1) if x in wanted), None))
+    out: dict[str, float] = {}
+    for k in ks:
+        rr = [1.0 / i if i is not None and i <= k else 0.0 for i in firsts]
+        out[f"MRR@{k}"] = 100.0 * float(np.mean(rr)) if rr else float("nan")
+    return out
+
+
 def fashioniq_summary(per_category: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """FashionIQ: R@10 / R@50 per category, then the plain mean of the categories (not of all queries)."""
+    """FashionIQ: metrics per category, then the plain mean of the categories (not of all queries)."""
     out: dict[str, float] = {}
     for cat, m in per_category.items():
         out.update({f"{cat}/{k}": v for k, v in m.items()})
-    names = sorted({k for m in per_category.values() for k in m}, key=lambda s: int(s.split("@")[1]))
+    names = sorted({k for m in per_category.values() for k in m},
+                   key=lambda s: (s.split("@")[0] != "R", s.split("@")[0], int(s.split("@")[1])))
     for k in names:
         out[f"avg/{k}"] = float(np.mean([m[k] for m in per_category.values()]))
     return out
 
 
+TIE_POLICIES = ("pessimistic", "official", "expected")
+
+
+def _local_counts(scores: np.ndarray, positive: int, keys: Sequence[Id] | None) -> tuple[int, int, int]:
+    """(candidates scoring above the positive, rivals tied with it, tied rivals listed before it).
+    A candidate with the same key as the positive is the positive listed again, not a rival."""
+    s = np.asarray(scores, dtype=np.float64)
+    rival = np.ones(len(s), dtype=bool)
+    rival[positive] = False
+    if keys is not None:
+        rival &= np.array([k != keys[positive] for k in keys], dtype=bool)
+    greater = int(np.sum(rival & (s > s[positive])))
+    tied = rival & (s == s[positive])
+    return greater, int(tied.sum()), int(tied[:positive].sum())
+
+
+def local_ranks(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0, ties: str = "pessimistic",
+                keys: Sequence[Sequence[Id]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: (0-based rank of the positive under `ties`, number of rivals tied with it).
+
+    "pessimistic": every tied rival ranks above the positive; "official": the stable order of the
+    list (what GeneCIS' sort and MMEB's `np.argmax` do with the positive listed first); "expected":
+    the mean rank under random tie-breaking (greater + tied / 2)."""
+    if ties not in TIE_POLICIES:
+        raise ValueError(f"ties must be one of {TIE_POLICIES}, got {ties!r}")
+    pos = [positives] * len(scores) if isinstance(positives, int) else list(positives)
+    ks = keys if keys is not None else [None] * len(scores)
+    ranks, n_tied = [], []
+    for s, p, k in zip(scores, pos, ks, strict=True):
+        greater, tied, _ = _local_counts(s, p, k)
+        if ties == "official":  # the official code knows no keys: plain list order
+            g0, _, before = _local_counts(s, p, None)
+            ranks.append(g0 + before)
+        else:
+            ranks.append(greater + tied if ties == "pessimistic" else greater + tied / 2)
+        n_tied.append(tied)
+    return np.asarray(ranks, dtype=np.float64), np.asarray(n_tied, dtype=np.int64)
+
+
+def tied_rankings(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0,
+                  keys: Sequence[Sequence[Id]] | None = None) -> int:
+    """How many queries have a rival scoring exactly as their positive."""
+    return int(np.sum(local_ranks(scores, positives, "official", keys)[1] > 0))
+
+
 def local_recall(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0,
-                 ks: Sequence[int] = (1, 2, 3)) -> dict[str, float]:
+                 ks: Sequence[int] = (1, 2, 3), ties: str = "pessimistic",
+                 keys: Sequence[Sequence[Id]] | None = None) -> dict[str, float]:
     """Recall@k when every query ranks its own small gallery (GeneCIS). `scores[q]` holds the query's
     scores over its gallery; `positives[q]` is the index of the true target in it (GeneCIS puts the
-    target first, index 0, as the official loader does)."""
+    target first, index 0, as the official loader does). `ties` as in `local_ranks`; "expected"
+    gives P(rank < k) under random tie-breaking. `keys[q]` (optional) names the candidates, so the
+    positive listed twice is not its own rival."""
+    if not len(scores):
+        return {f"R@{k}": float("nan") for k in ks}
+    if ties != "expected":
+        ranks, _ = local_ranks(scores, positives, ties, keys)
+        return {f"R@{k}": 100.0 * float(np.mean(ranks < k)) for k in ks}
     pos = [positives] * len(scores) if isinstance(positives, int) else list(positives)
-    ranks = np.array([int(np.nonzero(stable_rank(s) == p)[0][0]) for s, p in zip(scores, pos, strict=True)])
-    return {f"R@{k}": 100.0 * float(np.mean(ranks < k)) if len(ranks) else float("nan") for k in ks}
+    counts = [_local_counts(s, p, None if keys is None else keys[q]) for q, (s, p) in enumerate(zip(scores, pos))]
+    # rank = greater + U, U uniform on 0..tied: P(rank < k) = clip((k - greater) / (tied + 1), 0, 1)
+    return {f"R@{k}": 100.0 * float(np.mean([np.clip((k - g) / (t + 1), 0.0, 1.0) for g, t, _ in counts]))
+            for k in ks}
 
 
 def genecis_summary(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -122,12 +228,14 @@ def genecis_summary(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, fl
     return out
 
 
-def precision_at_1(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0) -> float:
+def precision_at_1(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0, ties: str = "pessimistic",
+                   keys: Sequence[Sequence[Id]] | None = None) -> float:
     """MMEB Precision@1 (= hit@1): % of queries whose best-scoring candidate is the positive. MMEB lists
-    the positive first; ties go to the earlier candidate, as `np.argmax` does in VLM2Vec's eval."""
-    pos = [positives] * len(scores) if isinstance(positives, int) else list(positives)
-    hits = [int(np.argmax(np.asarray(s, dtype=np.float64))) == p for s, p in zip(scores, pos, strict=True)]
-    return 100.0 * float(np.mean(hits)) if hits else float("nan")
+    the positive first; `ties="official"` gives a tie to the earlier candidate, as `np.argmax` does in
+    VLM2Vec's eval (so a constant-score model gets 100 %); the default counts a tie as a miss."""
+    if not len(scores):
+        return float("nan")
+    return local_recall(scores, positives, (1,), ties, keys)["R@1"]
 
 
 # MMEB-V1: 36 datasets in four meta-tasks; the 16 marked OOD are held out from MMEB-train.

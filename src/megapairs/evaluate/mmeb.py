@@ -7,8 +7,12 @@ Folder layout (a snapshot of the Hub dataset, plus its images.zip unpacked)::
 
 Rows: qry_text, qry_img_path (str, "" = none), tgt_text, tgt_img_path (lists; a str text is shared).
 Each query ranks only its own candidates, the first of which is the positive (VLM2Vec `eval.py`,
-"local" ranking); ties go to the earlier candidate. The Phi-3-V image token `<|image_1|>` is removed
-from texts, since our retrievers take the image separately.
+"local" ranking). VLM2Vec's `np.argmax` gives ties to the earlier candidate, i.e. to the positive
+(a constant-score model scores 100 %); our headline counts a tie as a miss, and `official/...` keeps
+VLM2Vec's number beside it; `details["tied_rankings"]` counts the tied queries per dataset. The
+Phi-3-V image token `<|image_1|>` is removed from texts, since our retrievers take the image
+separately. The query text is the task instruction (plus, after its first ": ", the query's own
+text): retrievers with an instruction slot (the MLLM) get the instruction there.
 """
 
 from __future__ import annotations
@@ -57,6 +61,14 @@ def clean(text: str | None) -> str:
     return " ".join((text or "").replace(IMAGE_TOKEN, " ").split())
 
 
+def split_instruction(text: str) -> tuple[str, str]:
+    """MMEB query text -> (task instruction, the query's own text). The instruction runs up to and
+    including the first ": " ("Represent the given image with the following question: What ...");
+    without one, the whole text is the instruction ("Represent the given image for classification")."""
+    head, sep, rest = text.partition(": ")
+    return (head + ":", rest.strip()) if sep else (text, "")
+
+
 def candidates(row: dict[str, Any]) -> list[tuple[str, str]]:
     paths = row["tgt_img_path"] if isinstance(row["tgt_img_path"], list) else [row["tgt_img_path"]]
     texts = row["tgt_text"] if isinstance(row["tgt_text"], list) else [row["tgt_text"]] * len(paths)
@@ -78,11 +90,20 @@ def selected(data_dir: Path, opts: EvalOptions) -> list[str]:
 
 
 def _item_maker(root: Path):
-    def item(key: str, text: str, img: str) -> Item:
-        if not text and not img:
+    def item(key: str, text: str, img: str, instruction: str | None = None) -> Item:
+        if not text and not img and not instruction:
             raise DataError(f"MMEB entry {key!r} has neither text nor image")
-        return Item(key, image=(root / img) if img else None, text=text or None)
+        return Item(key, image=(root / img) if img else None, text=text or None, instruction=instruction)
     return item
+
+
+def query_item(item, key: str, text: str, img: str, per_task_instruction: bool) -> Item:
+    """With `per_task_instruction` the task instruction goes to the retriever's instruction slot (when
+    it has one; otherwise the retriever sees instruction + text as one string, as before)."""
+    if not per_task_instruction:
+        return item(key, text, img)
+    instruction, rest = split_instruction(text)
+    return item(key, rest, img, instruction)
 
 
 def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
@@ -93,6 +114,9 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     files = {d: dataset_file(data_dir, d) for d in names}  # check every file first
     roots = [Path(opts.image_dir)] if opts.image_dir else [data_dir / "eval_images", data_dir / "images", data_dir]
     per_ds: dict[str, float] = {}
+    official: dict[str, float] = {}  # ties to the positive, as VLM2Vec's np.argmax does
+    tied: dict[str, int] = {}
+    per_task_instruction = not opts.instruction  # --instruction overrides the per-task ones
     n_queries = n_cands = 0
     for name, path in files.items():
         rows = limited(load_rows(path), opts)
@@ -104,14 +128,20 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
         unique = sorted({c for cl in cand_lists for c in cl})
         pos = {c: i for i, c in enumerate(unique)}
         g = ctx.gallery([item(f"{t}\t{p}", t, p) for t, p in unique], f"mmeb-{name}")  # (M, D)
-        q_items = [item(str(i), templates.fill(template, text=clean(r["qry_text"])), r["qry_img_path"] or "")
-                   for i, r in enumerate(rows)]
+        q_items = [query_item(item, str(i), templates.fill(template, text=clean(r["qry_text"])),
+                              r["qry_img_path"] or "", per_task_instruction) for i, r in enumerate(rows)]
         q = ctx.encode(q_items, f"mmeb {name} queries")  # (Q, D)
         scores = [g[[pos[c] for c in cl]] @ q[i] for i, cl in enumerate(cand_lists)]  # (num_candidates,) each
-        per_ds[name] = metrics.precision_at_1(scores, 0)
+        per_ds[name] = metrics.precision_at_1(scores, 0, ties="pessimistic", keys=cand_lists)
+        official[name] = metrics.precision_at_1(scores, 0, ties="official")
+        tied[name] = metrics.tied_rankings(scores, 0, cand_lists)
         n_queries, n_cands = n_queries + len(rows), n_cands + len(unique)
     missing = [d for d in DATASETS if d not in per_ds]
-    return BenchmarkOutput(metrics=metrics.mmeb_summary(per_ds), num_queries=n_queries,
+    scores_out = {**metrics.mmeb_summary(per_ds),
+                  **{f"official/{k}": v for k, v in metrics.mmeb_summary(official).items()}}
+    return BenchmarkOutput(metrics=scores_out, num_queries=n_queries,
                            gallery_size=f"{n_cands} distinct candidates (per-query candidate lists)",
-                           details={"datasets_missing": missing, "complete": not missing}, split="test",
+                           details={"datasets_missing": missing, "complete": not missing, "tied_rankings": tied,
+                                    "instructions": "per task (instruction slot)" if per_task_instruction
+                                    else "--instruction for every dataset"}, split="test",
                            template=templates.describe(tname, template), reference_policy="keep")

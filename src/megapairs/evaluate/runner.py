@@ -6,15 +6,17 @@ Writes, when `options.out_dir` is set: `<benchmark>_<split>.json` (the full resu
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from megapairs import __version__
 from megapairs.artifacts import atomic_write_bytes, atomic_write_json
 from megapairs.evaluate import paper_numbers, report
-from megapairs.evaluate.common import DataError, EvalOptions
+from megapairs.configbase import ConfigError
+from megapairs.evaluate.common import DTYPES, DataError, EvalOptions
 from megapairs.evaluate.context import Context
 
 BENCHMARKS = ("circo", "cirr", "fashioniq", "genecis", "mmeb", "triplets")
@@ -26,6 +28,48 @@ def _options(options: EvalOptions | Mapping[str, Any] | None) -> EvalOptions:
     if isinstance(options, EvalOptions):
         return options
     return EvalOptions.from_dict(dict(options), "options")
+
+
+@contextlib.contextmanager
+def instruction_override(retriever: Any, instruction: str | None) -> Iterator[None]:
+    """Use `instruction` as the retriever's task instruction for the run, then restore the old one."""
+    if instruction is None:
+        yield
+        return
+    if not hasattr(retriever, "instruction"):
+        raise ConfigError(f"--instruction: {getattr(retriever, 'spec', type(retriever).__name__)} has no "
+                          "instruction slot (only instruction-prompted retrievers such as mllm: take one)")
+    old = retriever.instruction
+    retriever.instruction = instruction
+    try:
+        yield
+    finally:
+        retriever.instruction = old
+
+
+def instruction_record(retriever: Any, ctx: Context, benchmark: str, opts: EvalOptions) -> dict[str, Any]:
+    """What the queries used as task instruction, for the result JSON."""
+    if opts.instruction is not None:
+        return {"source": "--instruction", "text": opts.instruction}
+    if benchmark == "mmeb":
+        where = "the instruction slot" if ctx.has_instruction_slot else "the query text"
+        return {"source": f"per task: each MMEB dataset's own instruction, in {where}", "text": None}
+    if hasattr(retriever, "instruction"):
+        return {"source": "retriever default", "text": retriever.instruction}
+    return {"source": "none (the retriever takes no instruction)", "text": None}
+
+
+def weights_dtype(retriever: Any, opts: EvalOptions) -> str | None:
+    """The dtype of the retriever's weights (e.g. "bfloat16"), as asked for or as found."""
+    if opts.dtype:
+        return DTYPES[opts.dtype]
+    params = getattr(retriever, "parameters", None)
+    if callable(params):
+        try:
+            return str(next(iter(params())).dtype).removeprefix("torch.")
+        except (StopIteration, TypeError):
+            return None
+    return None
 
 
 def evaluate(benchmark: str, data_dir: str | Path, retriever: Any,
@@ -40,7 +84,9 @@ def evaluate(benchmark: str, data_dir: str | Path, retriever: Any,
     module = importlib.import_module(f"megapairs.evaluate.{benchmark}")
     ctx = Context(retriever, opts, benchmark)
     t0 = time.perf_counter()
-    out = module.run(data_dir, ctx)
+    with instruction_override(retriever, opts.instruction):
+        out = module.run(data_dir, ctx)
+        instruction = instruction_record(retriever, ctx, benchmark, opts)
     spec = str(getattr(retriever, "spec", type(retriever).__name__))
     model = opts.paper_model or paper_numbers.guess_model(spec)
     paper = paper_numbers.lookup(model, benchmark)
@@ -51,6 +97,8 @@ def evaluate(benchmark: str, data_dir: str | Path, retriever: Any,
         "preprocess_id": str(retriever.preprocess_id),
         "template": out.template,
         "reference_policy": out.reference_policy,
+        "instruction": instruction,
+        "dtype": weights_dtype(retriever, opts),
         "metrics": out.metrics,
         "details": out.details,
         "num_queries": out.num_queries,

@@ -1,29 +1,42 @@
-"""Held-out evaluation on our own exported validation triplets.
+"""Held-out evaluation on our own triplets: the one evaluator (`megapairs evaluate --benchmark
+triplets` and the trainer's in-training check both use `score_triplets`).
 
 Input: a Parquet/JSONL file, or a folder of them (e.g. an export artifact with part-*.parquet), with
 columns q_img (path), q_text (list of instructions, or one string), t_img (path) and optionally hns
 (hard-negative paths). The names query_image / query_texts / target_image / hard_negative_images are
 accepted too. Relative paths resolve against --image-dir, else the data folder (or its images/).
 
-Gallery = every distinct image of the set (q_img, t_img and hns). Queries, per mode:
-composed (q_img + instruction), image (q_img alone), text (instruction alone). Identical queries are
-merged and any of their targets counts as a hit. Metrics: Recall@1/5/10 and mAP@{5,10,25,50}.
-Instructions: the first per row (default) or all, each its own query. Default reference policy:
-keep (the query image stays in the gallery as the hardest distractor, as in MegaPairs training).
+Gallery = every distinct image of the set (q_img, t_img and hns). Each held-out row (with
+`instructions="all"`: each row x instruction) is one *unit*, scored in three modes side by side:
+composed (q_img + instruction), image (q_img alone), text (instruction alone). Identical queries
+are embedded once and merged: any target of a row with the same query counts as a hit (e.g. an
+image-only query whose image starts two rows). Every metric is a mean over units, in percent:
+Recall@1/5/10 and mAP@{5,10,25,50} (CIRCO's AP). Since all modes score the same units, a seeded
+paired bootstrap over units gives 95 % intervals of composed - image and composed - text
+(`details["bootstrap"]`; `megapairs.evaluate.bootstrap.compare_results` does model B - model A).
+
+Ties: exact scores, ranked pessimistically: among equal scores the non-targets come first (then
+gallery order), so a constant-score model gets no hit it did not earn. Reference policy: keep by
+default (the query image stays in the gallery as the hardest distractor, as in MegaPairs
+training); remove deletes it from its own ranking, as CIRCO/CIRR evaluations do.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from megapairs.evaluate import metrics, templates
-from megapairs.evaluate.common import (BenchmarkOutput, DataError, EvalOptions, Item, limited, pick_root,
-                                       policy_or, require)
-from megapairs.evaluate.context import Context
+from megapairs.evaluate.bootstrap import paired_bootstrap
+from megapairs.evaluate.common import (QUERY_MODES, BenchmarkOutput, DataError, EvalOptions, Item, limited,
+                                       pick_root, policy_or, require)
+
+if TYPE_CHECKING:  # the trainer imports this module; keep it free of FAISS / the runner
+    from megapairs.evaluate.context import Context
 
 NAME = "triplets"
 DEFAULT_POLICY = "keep"
@@ -65,18 +78,109 @@ def load_rows(data: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def build_queries(rows: list[dict], mode: str, instructions: str) -> list[dict]:
-    """Merged queries of one mode: {"image", "text", "targets" (set), "reference" (q_img or None)}."""
+def build_units(rows: Sequence[dict], instructions: str) -> list[tuple[int, str]]:
+    """The scored units: (row index, instruction), the first instruction per row or all of them."""
+    return [(i, t) for i, r in enumerate(rows) for t in (r["q_text"][:1] if instructions == "first" else r["q_text"])]
+
+
+def build_queries(rows: Sequence[dict], mode: str, instructions: str = "first") -> list[dict]:
+    """Distinct queries of one mode over `build_units(rows, instructions)` (see `mode_queries`)."""
+    return mode_queries(rows, build_units(rows, instructions), mode)[0]
+
+
+def mode_queries(rows: Sequence[dict], units: Sequence[tuple[int, str]], mode: str) -> tuple[list[dict], np.ndarray]:
+    """Distinct queries of one mode and, per unit, the index of its query. A query is
+    {"image", "text", "targets" (set), "reference" (its query image, or None if rows differ)}."""
     groups: dict[tuple, dict] = {}
-    for r in rows:
-        for text in (r["q_text"][:1] if instructions == "first" else r["q_text"]):
-            key = {"composed": (r["q_img"], text), "image": (r["q_img"],), "text": (text,)}[mode]
-            g = groups.setdefault(key, {"image": r["q_img"], "text": text, "targets": set(), "refs": set()})
-            g["targets"].add(r["t_img"])
-            g["refs"].add(r["q_img"])
-    for g in groups.values():
+    unit_query = np.empty(len(units), dtype=np.int64)
+    for u, (i, text) in enumerate(units):
+        r = rows[i]
+        key = {"composed": (r["q_img"], text), "image": (r["q_img"],), "text": (text,)}[mode]
+        if key not in groups:
+            groups[key] = {"image": r["q_img"], "text": text, "targets": set(), "refs": set(), "index": len(groups)}
+        g = groups[key]
+        g["targets"].add(r["t_img"])
+        g["refs"].add(r["q_img"])
+        unit_query[u] = g["index"]
+    queries = list(groups.values())
+    for g in queries:
         g["reference"] = next(iter(g["refs"])) if len(g["refs"]) == 1 else None
-    return list(groups.values())
+    return queries, unit_query
+
+
+def rank_pessimistic(q: np.ndarray, g: np.ndarray, targets: Sequence[set[int]], exclude: Sequence[int | None],
+                     k: int, chunk: int = 512) -> list[np.ndarray]:
+    """Top-k gallery indices per query (q (Q, D), g (N, D)), exact scores; equal scores put non-targets
+    first, then gallery order. `exclude[j]` is left out of row j's ranking."""
+    n = g.shape[0]
+    out: list[np.ndarray] = []
+    for start in range(0, q.shape[0], chunk):
+        scores = q[start:start + chunk] @ g.T  # (c, N)
+        for j, s in enumerate(scores):
+            s = s.astype(np.float64)
+            skip = exclude[start + j]
+            if skip is not None:
+                s[skip] = -np.inf
+            kk = min(k, n - (skip is not None))
+            if kk <= 0:
+                out.append(np.zeros(0, dtype=np.int64))
+                continue
+            thr = np.partition(s, n - kk)[n - kk]  # the kk-th largest score
+            cand = np.flatnonzero(s >= thr)
+            if skip is not None:
+                cand = cand[cand != skip]
+            is_target = np.isin(cand, list(targets[start + j]))
+            order = np.lexsort((cand, is_target, -s[cand]))  # score desc, non-target first, index asc
+            out.append(cand[order][:kk].astype(np.int64))
+    return out
+
+
+def unit_values(rankings: Sequence[Sequence[Hashable]], queries: Sequence[dict],
+                unit_query: np.ndarray) -> dict[str, np.ndarray]:
+    """Per unit, every metric in percent: R@k is 0 or 100, mAP@k is 100 x AP@k (CIRCO's AP)."""
+    per_query: dict[str, np.ndarray] = {}
+    for k in RECALL_KS:
+        per_query[f"R@{k}"] = np.array([100.0 * bool(q["targets"] & set(r[:k])) for r, q in zip(rankings, queries)])
+    for k in MAP_KS:
+        per_query[f"mAP@{k}"] = 100.0 * metrics.per_query_ap(rankings, [sorted(q["targets"]) for q in queries], k)
+    return {name: v[unit_query] for name, v in per_query.items()}
+
+
+QueryEncoder = Callable[[str, list[dict]], np.ndarray]  # (mode, queries) -> (len(queries), D)
+
+
+def score_triplets(rows: Sequence[dict], gallery_keys: Sequence[Hashable], gallery: np.ndarray,
+                   encode_queries: QueryEncoder, *, modes: Sequence[str] = QUERY_MODES, instructions: str = "first",
+                   policy: str = DEFAULT_POLICY, bootstrap: int = 1000, seed: int = 0,
+                   topk: int = 50) -> tuple[dict[str, float], dict[str, Any]]:
+    """The shared core. `rows`: {"q_img", "q_text" (list), "t_img"} with image *keys* (hashable) that
+    appear in `gallery_keys`; `gallery` (N, D) holds their embeddings in that order. Returns
+    (metrics "<mode>/<metric>" in percent, details with per-unit values and the bootstrap intervals)."""
+    pos = {key: i for i, key in enumerate(gallery_keys)}
+    units = build_units(rows, instructions)
+    values: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[str, float] = {}
+    details: dict[str, Any] = {"units": [[i, t] for i, t in units], "tie_policy": "pessimistic",
+                               "reference_policy": policy}
+    for mode in modes:
+        queries, unit_query = mode_queries(rows, units, mode)
+        q = encode_queries(mode, queries)  # (Q, D)
+        targets = [{pos[t] for t in x["targets"]} for x in queries]
+        exclude = [pos[x["reference"]] if policy == "remove" and x["reference"] is not None and mode != "text"
+                   else None for x in queries]
+        ranked = rank_pessimistic(q, gallery, targets, exclude, max(topk, max(MAP_KS)))
+        rankings = [[gallery_keys[i] for i in r] for r in ranked]
+        values[mode] = unit_values(rankings, queries, unit_query)
+        out.update({f"{mode}/{name}": float(v.mean()) if len(v) else float("nan") for name, v in values[mode].items()})
+        details[f"{mode}_queries"] = len(queries)
+    details["per_query"] = {m: {name: v.tolist() for name, v in vs.items()} for m, vs in values.items()}
+    if "composed" in values and bootstrap > 0:
+        details["bootstrap"] = {
+            f"composed-{other}": {name: paired_bootstrap(values[other][name], values["composed"][name],
+                                                         resamples=bootstrap, seed=seed)
+                                  for name in values["composed"]}
+            for other in ("image", "text") if other in values}
+    return out, details
 
 
 def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
@@ -89,24 +193,17 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     roots = [Path(opts.image_dir)] if opts.image_dir else [folder, folder / "images", folder.parent]
     root = pick_root(roots, rows[0]["q_img"], "triplet images") if rows else folder
     names = sorted({p for r in rows for p in [r["q_img"], r["t_img"], *r["hns"]]})
-    pos = {n: i for i, n in enumerate(names)}
     g = ctx.gallery([Item(n, image=root / n) for n in names], "triplets")  # (N, D)
 
-    out = BenchmarkOutput(metrics={}, num_queries=0, gallery_size=len(names), split=opts.split or "val",
-                          template=templates.describe(tname, template), reference_policy=policy)
-    for mode in opts.query_modes:
-        queries = build_queries(rows, mode, opts.instructions)
-        items = [Item(str(i), image=root / q["image"] if mode != "text" else None,
-                      text=templates.fill(template, instruction=q["text"]) if mode != "image" else None)
-                 for i, q in enumerate(queries)]
-        q = ctx.encode(items, f"triplets {mode} queries")  # (Q, D)
-        exclude = [pos[x["reference"]] if x["reference"] else None for x in queries] if policy == "remove" else None
-        ranked = ctx.search(q, g, k=max(opts.topk, max(MAP_KS)), exclude=exclude)
-        rankings = [[names[i] for i in r] for r in ranked]
-        targets = [x["targets"] for x in queries]
-        m = metrics.recall_at_k(rankings, targets, RECALL_KS)
-        m.update(metrics.circo_map(rankings, [sorted(t) for t in targets], MAP_KS))
-        out.metrics.update({f"{mode}/{k}": v for k, v in m.items()})
-        out.details[f"{mode}_queries"] = len(queries)
-        out.num_queries = max(out.num_queries, len(queries))
-    return out
+    def encode(mode: str, queries: list[dict]) -> np.ndarray:
+        items = [Item(str(i), image=root / x["image"] if mode != "text" else None,
+                      text=templates.fill(template, instruction=x["text"]) if mode != "image" else None)
+                 for i, x in enumerate(queries)]
+        return ctx.encode(items, f"triplets {mode} queries")  # (Q, D)
+
+    scores, details = score_triplets(rows, names, g, encode, modes=opts.query_modes, instructions=opts.instructions,
+                                     policy=policy, bootstrap=opts.bootstrap, seed=opts.bootstrap_seed,
+                                     topk=opts.topk)
+    return BenchmarkOutput(metrics=scores, num_queries=len(details["units"]), gallery_size=len(names),
+                           split=opts.split or "val", template=templates.describe(tname, template),
+                           reference_policy=policy, details=details)

@@ -68,6 +68,8 @@ class ClipProcessor:
 class ClipFusionRetriever(EmbeddingRetriever):
     kind = "clip"
     default_lora_targets = ("q_proj", "k_proj", "v_proj", "out_proj")
+    # module-name prefixes of each tower inside CLIPModel (LoRA skips a frozen tower)
+    tower_prefixes = {"vision": ("vision_model", "visual_projection"), "text": ("text_model", "text_projection")}
 
     def __init__(self, model, tokenizer, preprocess: Preprocess | HFExactPreprocess, *, spec: str,
                  max_length: int | None = None, source: Path | None = None) -> None:
@@ -170,9 +172,9 @@ class ClipFusionRetriever(EmbeddingRetriever):
     def prepare_for_training(self, cfg: Any) -> None:
         m = self.model
         if cfg.lora_r > 0:
-            from megapairs.train.lora import apply_lora
+            from megapairs.models.lora import apply_lora
 
-            self.model = apply_lora(m, cfg, self.default_lora_targets)
+            self.model = apply_lora(m, cfg, self.default_lora_targets, self.tower_prefixes)
         else:
             if cfg.freeze_vision:
                 for p in list(m.vision_model.parameters()) + list(m.visual_projection.parameters()):

@@ -70,13 +70,16 @@ class MLLMProcessor:
         self.image_side = image_side
         self.max_length = max_length
 
-    def __call__(self, images: list | None = None, texts: list[str] | None = None, role: str = "query") -> Inputs:
+    def __call__(self, images: list | None = None, texts: list[str] | None = None, role: str = "query",
+                 instructions: list[str | None] | None = None) -> Inputs:
+        """`instructions[i]` (when given and not None) replaces the task instruction of query row i."""
         n = len(images) if images is not None else len(texts or [])
         prompts = []
         for i in range(n):
             text = texts[i] if texts is not None else None
             if role == "query":
-                prompts.append(query_prompt(text, images is not None, self.instruction))
+                own = instructions[i] if instructions is not None else None
+                prompts.append(query_prompt(text, images is not None, own if own is not None else self.instruction))
             else:
                 prompts.append(candidate_prompt(text, images is not None))
         kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": True}
@@ -119,6 +122,9 @@ class MLLMRetriever(EmbeddingRetriever):
     kind = "mllm"
     # LoRA on the attention projections of both the ViT (out_proj) and the LLM (o_proj).
     default_lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
+    # module-name prefixes of each tower inside LlavaNextForConditionalGeneration (LoRA skips a frozen one)
+    tower_prefixes = {"vision": ("model.vision_tower", "model.multi_modal_projector"),
+                      "text": ("model.language_model",)}
 
     def __init__(self, model, processor, *, spec: str, instruction: str | None = CIR_INSTRUCTION,
                  image_side: int = IMAGE_SIDE, source: Path | None = None) -> None:
@@ -168,6 +174,35 @@ class MLLMRetriever(EmbeddingRetriever):
     def processor(self) -> MLLMProcessor:
         return MLLMProcessor(self.hf_processor, self.instruction, self.image_side)
 
+    def encode(self, images=None, text=None, *, role: str | None = None,
+               instruction: str | list[str | None] | None = None) -> torch.Tensor:
+        """As `EmbeddingRetriever.encode`; `instruction` (one string, or one per row) replaces the
+        retriever's task instruction in the query prompts (e.g. each MMEB task's own instruction)."""
+        if instruction is None:
+            return super().encode(images, text, role=role)
+        from megapairs.models.common import pair_inputs
+
+        imgs, texts, n = pair_inputs(images, text)
+        rows = [instruction] * n if isinstance(instruction, str) else list(instruction)
+        if len(rows) != n:
+            raise ValueError(f"got {len(rows)} instructions for {n} inputs")
+        role = role or ("candidate" if texts is None else "query")
+        proc = self.processor()
+        was_training = self.training
+        self.eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for i in range(0, n, self.batch_size):
+                    sl = slice(i, i + self.batch_size)
+                    inputs = proc(images=imgs[sl] if imgs is not None else None,
+                                  texts=texts[sl] if texts is not None else None, role=role, instructions=rows[sl])
+                    inputs = {k: v.to(self.device) for k, v in inputs.items()}
+                    out.append(self(**inputs).float().cpu())  # (b, H)
+        finally:
+            self.train(was_training)
+        return torch.cat(out)
+
     def _describe(self) -> str:
         return f"side={self.image_side}|instruction={self.instruction!r}|" + query_prompt("{t}", True, "{i}")
 
@@ -193,9 +228,9 @@ class MLLMRetriever(EmbeddingRetriever):
     # -- training --------------------------------------------------------------------------------
     def prepare_for_training(self, cfg: Any) -> None:
         if cfg.lora_r > 0:
-            from megapairs.train.lora import apply_lora
+            from megapairs.models.lora import apply_lora
 
-            self.model = apply_lora(self.model, cfg, self.default_lora_targets)
+            self.model = apply_lora(self.model, cfg, self.default_lora_targets, self.tower_prefixes)
         else:
             m = self.model
             if cfg.freeze_vision:

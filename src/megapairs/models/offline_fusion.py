@@ -210,7 +210,7 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         store = self._store_for(images)
         if store is None:
             return super().encode_inputs(role, images, texts)
-        from megapairs.train.feature_cache import encode_cached
+        from megapairs.models.feature_cache import encode_cached
 
         store.add(self, images, batch_size=self.batch_size, quiet=True)
         return encode_cached(self, store, images, texts, role, self.batch_size)
@@ -223,7 +223,7 @@ class OfflineFusionRetriever(EmbeddingRetriever):
             return None
         store = self._feature_store
         if store is None or store.tower_key != key or store.disk.parent != Path(self.feature_cache_dir):
-            from megapairs.train.feature_cache import ImageFeatureCache
+            from megapairs.models.feature_cache import ImageFeatureCache
 
             store = self._feature_store = ImageFeatureCache(key, self.feature_cache_dir)
         return store

@@ -52,13 +52,14 @@ def write_card(path: Path, *, cfg, model, data, summary: dict[str, Any]) -> None
     k = cfg.num_hard_negatives
     trained = summary["trainable_parameters"]
     total = summary["total_parameters"]
+    frozen = [n for n, f in (("vision", cfg.freeze_vision), ("text", cfg.freeze_text)) if f]
     if cfg.lora_r:
         what = f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha} on {list(cfg.lora_targets) or 'default targets'} (merged)"
+        what += f"; no adapters in the frozen tower(s): {', '.join(frozen)}" if frozen else ""
     elif model.kind == "offline":
         what = "fusion heads" + (f" + last {cfg.train_last_blocks} tower blocks" if cfg.train_last_blocks else
                                  " (towers frozen)")
     else:
-        frozen = [n for n, f in (("vision", cfg.freeze_vision), ("text", cfg.freeze_text)) if f]
         what = "full fine-tuning" + (f" (frozen: {', '.join(frozen)})" if frozen else "")
     ev = summary.get("eval") or {}
     metrics = "\n".join(f"| {k_} | {v:.4f} |" for k_, v in ev.items()) or "| (no held-out data) | |"

@@ -3,20 +3,23 @@
     <out>/checkpoints/
       step-00000500/
         trainable.safetensors   # every parameter with requires_grad (LoRA adapters, heads, or all)
-        optimizer.pt            # AdamW state
-        schedule.pt             # LR scheduler (+ fp16 grad scaler) state
-        rng-rank0.pt ...        # python / numpy / torch / CUDA RNG states, one file per rank
+        optimizer.pt            # AdamW state (tensors and plain values only)
+        schedule.pt             # LR scheduler (+ fp16 grad scaler) state (plain values only)
+        rng-rank0.json ...      # python / numpy / torch / CUDA RNG states as JSON, one file per rank
         state.json              # step, loss history, config hash
       latest                    # name of the newest complete checkpoint
 
 A checkpoint is written into a hidden temporary folder and renamed when complete, so a crash
 never leaves a half-written one under a real name. The data position is not stored: the sampler
-derives it from the step (see `StepSampler`).
+derives it from the step (see `StepSampler`). Nothing is unpickled on resume: the `.pt` files are
+read with `torch.load(weights_only=True)` (tensors, numbers, strings, lists, tuples and dicts only)
+and the RNG states are JSON.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -29,23 +32,34 @@ import torch
 from megapairs.artifacts import atomic_write_bytes, atomic_write_json
 from megapairs.train.distributed import DistInfo, barrier
 
+log = logging.getLogger("megapairs")
+
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state as JSON-ready values (lists of ints, strings, floats)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
+    }
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
+        state["cuda"] = torch.cuda.get_rng_state(device).tolist()
     return state
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
 
 
 def latest(out: Path) -> Path | None:
@@ -67,7 +81,7 @@ def save(out: Path, step: int, *, model, optimizer, scheduler, scaler, state: di
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    torch.save(rng_state(device), tmp / f"rng-rank{dist_info.rank}.pt")
+    atomic_write_json(tmp / f"rng-rank{dist_info.rank}.json", rng_state(device))
     if dist_info.is_main:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state().items()}
         save_file(tensors, str(tmp / "trainable.safetensors"))
@@ -103,12 +117,14 @@ def restore(path: Path, *, model, optimizer, scheduler, scaler, dist_info: DistI
     with torch.no_grad():
         for k in expected:
             params[k].copy_(tensors[k])
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=False))
-    sched = torch.load(path / "schedule.pt", weights_only=False)
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
+    sched = torch.load(path / "schedule.pt", weights_only=True)
     scheduler.load_state_dict(sched["scheduler"])
     if scaler is not None and sched.get("scaler"):
         scaler.load_state_dict(sched["scaler"])
-    rng_file = path / f"rng-rank{dist_info.rank}.pt"
+    rng_file = path / f"rng-rank{dist_info.rank}.json"
     if rng_file.exists():
-        set_rng_state(torch.load(rng_file, weights_only=False), device)
+        set_rng_state(json.loads(rng_file.read_text()), device)
+    elif (path / f"rng-rank{dist_info.rank}.pt").exists():  # written before the JSON format; never unpickled
+        log.warning("%s stores its RNG state as a pickle; resuming without it (random draws may differ)", path)
     return json.loads((path / "state.json").read_text())

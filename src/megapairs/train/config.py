@@ -26,7 +26,7 @@ class TrainConfig(ConfigBase):
 
     model: str = "offline:default"  # retriever spec: clip:..., mllm:..., offline:default, ckpt:...
     data: str = ""  # triplets: Parquet / JSONL file or folder (our export artifact or the released layout)
-    eval_data: str = ""  # optional held-out triplets; else `eval_size` rows are split off `data`
+    eval_data: str = ""  # optional held-out triplets; else about `eval_size` rows split off `data` by image groups
     image_root: str = ""  # base for relative image paths (default: the data file's folder)
 
     # objective

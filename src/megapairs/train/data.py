@@ -97,13 +97,15 @@ class TripletDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by `(position, epoch)`; position indexes `rows` (a subset of the table)."""
 
     def __init__(self, data: TripletTable, rows: np.ndarray | None = None, *, num_hard_negatives: int = 4,
-                 seed: int = 0, sample_instruction: bool = True, load_images: bool = True) -> None:
+                 seed: int = 0, sample_instruction: bool = True, load_images: bool = True,
+                 exclude: frozenset = frozenset()) -> None:
         self.data = data
         self.rows = np.arange(len(data)) if rows is None else np.asarray(rows)
         self.k = num_hard_negatives
         self.seed = seed
         self.sample_instruction = sample_instruction
         self.load_images = load_images  # False: items carry image references (the feature cache)
+        self.exclude = exclude  # image keys (`ref_key`) never used as negatives: the held-out images
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -121,6 +123,10 @@ class TripletDataset(torch.utils.data.Dataset):
         if self.k == 0:  # no hard negatives: the other queries' positives are the only negatives
             return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img], "ids": [image_id(t_img)]}
         others = [h for h in (row["hns"] or []) if h != q_img and h != t_img]
+        if self.exclude:
+            from megapairs.models.feature_cache import ref_key
+
+            others = [h for h in others if ref_key(h) not in self.exclude]
         if len(others) > self.k - 1:
             others = [others[j] for j in sorted(rng.choice(len(others), self.k - 1, replace=False))]
         negatives = [q_img] + others
@@ -185,6 +191,41 @@ def subsample_rows(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     keep = max(1, int(round(fraction * len(rows))))
     perm = np.random.default_rng([seed, 4321]).permutation(len(rows))
     return np.sort(np.asarray(rows)[perm[:keep]])
+
+
+@dataclass
+class Holdout:
+    """In-training held-out rows chosen by export's grouped split: no held-out query or target image
+    is a training query or target. `val_images` (held-out queries / targets) are never used as
+    training negatives; `train_images` (everything training touches) never enter the held-out gallery."""
+
+    train_rows: np.ndarray
+    eval_rows: np.ndarray
+    val_images: frozenset
+    train_images: frozenset
+    dropped: int = 0  # rows on the border of a carved region (neither split)
+
+
+def grouped_holdout(data: TripletTable, eval_size: int, seed: int) -> Holdout:
+    """Hold out about `eval_size` rows with `megapairs.export.split.assign_splits` (connected groups
+    of query + target images, carved from the largest group when needed); the rest train."""
+    from megapairs.export.split import TRAIN, VAL, assign_splits
+    from megapairs.models.feature_cache import ref_key
+
+    n = len(data)
+    if eval_size <= 0:
+        return Holdout(np.arange(n), np.arange(0), frozenset(), frozenset())
+    if eval_size >= n:
+        raise ValueError(f"eval_size {eval_size} leaves no training rows out of {n}")
+    q = [ref_key(r) for r in data.table.column("q_img").to_pylist()]
+    t = [ref_key(r) for r in data.table.column("t_img").to_pylist()]
+    hns = [[ref_key(h) for h in (row or [])] for row in data.table.column("hns").to_pylist()]
+    split = assign_splits([[a, b] for a, b in zip(q, t)], eval_size / n, seed)
+    side = np.asarray(split.assignment)
+    train_rows, eval_rows = np.flatnonzero(side == TRAIN), np.flatnonzero(side == VAL)
+    val_images = frozenset(x for i in eval_rows for x in (q[i], t[i]))
+    train_images = frozenset(x for i in train_rows for x in (q[i], t[i], *hns[i]) if x not in val_images)
+    return Holdout(train_rows, eval_rows, val_images, train_images, int(np.sum(side == -1)))
 
 
 def split_rows(n: int, eval_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,13 +35,13 @@ from megapairs.train.data import (
     TripletCollator,
     TripletDataset,
     TripletTable,
+    grouped_holdout,
     load_triplets,
-    split_rows,
     subsample_rows,
     validation_split,
 )
 from megapairs.train.distributed import all_mean, barrier, setup
-from megapairs.train.feature_cache import CachedTripletCollator, ImageFeatureCache, supports_feature_cache
+from megapairs.models.feature_cache import CachedTripletCollator, ImageFeatureCache, supports_feature_cache
 from megapairs.train.step import StepRunner, linear_schedule, param_groups  # noqa: F401 (re-exported)
 
 log = logging.getLogger("megapairs")
@@ -119,18 +119,24 @@ class Trainer:
 
         # data
         data = load_triplets(cfg.data, cfg.image_root or None)
-        train_rows, eval_rows = split_rows(len(data), cfg.eval_size, cfg.seed)
+        holdout = grouped_holdout(data, cfg.eval_size, cfg.seed)  # no image shared with training rows
+        train_rows, eval_rows = holdout.train_rows, holdout.eval_rows
+        if cfg.eval_size:
+            log.info("held out %d of %d rows by image groups (%d on the border dropped)", len(eval_rows),
+                     len(data), holdout.dropped)
         train_rows = subsample_rows(train_rows, cfg.train_fraction, cfg.seed)
         self.data = data
         use_cache = cfg.feature_cache and supports_feature_cache(model)
         self.dataset = TripletDataset(data, train_rows, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed,
-                                      load_images=not use_cache)
+                                      load_images=not use_cache, exclude=holdout.val_images)
+        self.eval_exclude: frozenset = frozenset()  # images training touches: kept out of the held-out gallery
         self.eval_set: tuple[TripletTable, np.ndarray] | None = None
         if cfg.eval_data:
             ev = load_triplets(cfg.eval_data, cfg.image_root or None, split=None)
             self.eval_set = (ev, np.arange(len(ev)))
         elif len(eval_rows):
             self.eval_set = (data, eval_rows)
+            self.eval_exclude = holdout.train_images
         else:  # an exported dataset's own validation split, if it has one
             ev = validation_split(cfg.data, cfg.image_root or None)
             if ev is not None:
@@ -264,8 +270,9 @@ class Trainer:
             from megapairs.train.evaluate import recall_on_triplets
 
             data, rows = self.eval_set
-            metrics = recall_on_triplets(self.model, data, rows, features=self.feature_cache)
-            log.info("eval at step %d: %s", step, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            metrics = recall_on_triplets(self.model, data, rows, features=self.feature_cache,
+                                         exclude=self.eval_exclude, seed=self.cfg.seed)
+            log.info("eval at step %d: %s", step, " ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "eval": metrics}) + "\n")
             self.model.train()
