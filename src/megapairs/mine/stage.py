@@ -1,5 +1,8 @@
 """The mine stage: per-view KNN over the embeddings -> pairs artifact.
 
+The driver builds (or reuses) the `mine_index` artifact once in `plan()`; workers memory-map it
+and the float16 embeddings, so a worker's own memory is the ids plus one query shard's results.
+
 Rows: query_id, target_id, found_by (list), best_view, best_score, score_<view> for every view,
 hard_negatives (list of ids, [0] = query_id), pair_rank.
 """
@@ -11,11 +14,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from megapairs.artifacts import Artifact, write_table
-from megapairs.embed.store import load_embeddings
+from megapairs.artifacts import Artifact, open_complete, write_table
+from megapairs.embed.store import open_embeddings, open_views
 from megapairs.mine.config import MineConfig
 from megapairs.mine.describable import ChangeJudge, keep_describable
-from megapairs.mine.knn import build_index, choose_index, search
+from megapairs.mine.index import INDEX_ARTIFACT, MineIndex, ensure_index, open_index
 from megapairs.mine.select import HIST_BINS, select_pairs
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
 
@@ -50,24 +53,21 @@ class MineStage(Stage):
             raise ValueError(f"mine.bands has no band for view(s) {missing}; set mine.bands.<view>=[low, high]")
         return views
 
-    def _indexes(self, mats: dict[str, np.ndarray]) -> dict[str, Any]:
-        c = self.config
-        out = {}
-        for v, x in mats.items():
-            kind = choose_index(len(x), c.index, c.approx_threshold)
-            out[v] = build_index(x, kind, c.nlist, c.nprobe, c.hnsw_m, c.ef_search, c.seed)
-        return out
+    def _open(self) -> dict[str, MineIndex]:
+        vectors = open_views(self.root / "embeddings", self._views())
+        return open_index(self.root, vectors, self.config.device)
 
-    def resolve_bands(self, mats: dict[str, np.ndarray], indexes: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    def resolve_bands(self, indexes: dict[str, MineIndex]) -> dict[str, tuple[float, float]]:
+        """Score bands: given, or the configured quantiles of each view's neighbour scores over a
+        seeded sample of QUANTILE_SAMPLE queries, searched in the saved index."""
         c = self.config
-        views = list(mats)
         if c.band_units == "score":
-            return {v: (float(c.bands[v][0]), float(c.bands[v][1])) for v in views}
-        n = len(next(iter(mats.values())))
-        sample = query_rows(n, min(n, QUANTILE_SAMPLE), c.seed)
+            return {v: (float(c.bands[v][0]), float(c.bands[v][1])) for v in indexes}
         out = {}
-        for v in views:
-            s, r = search(indexes[v], mats[v][sample], c.k + 1)
+        for v, index in indexes.items():
+            n = len(index.vectors)
+            sample = query_rows(n, min(n, QUANTILE_SAMPLE), c.seed)
+            s, r = index.search(index.vectors[sample], c.k + 1)
             vals = s[(r >= 0) & (r != sample[:, None])]
             lo, hi = np.quantile(vals, c.bands[v]) if len(vals) else (1.0, 1.0)
             out[v] = (round(float(lo), 6), round(float(hi), 6))
@@ -75,26 +75,28 @@ class MineStage(Stage):
 
     def plan(self) -> list[ShardTask]:
         c = self.config
-        ids, mats = load_embeddings(self.root / "embeddings", self._views())
-        bands = self.resolve_bands(mats, self._indexes(mats)) if c.band_units == "quantile" else \
-            {v: (float(c.bands[v][0]), float(c.bands[v][1])) for v in mats}
-        rows = query_rows(len(ids), c.num_queries, c.seed)
+        emb = self.input_artifact("embeddings")
+        ensure_index(self.root, open_views(emb.path, self._views()), c, str(emb.config_hash))
+        bands = self.resolve_bands(self._open())
+        n_rows = len(query_rows(emb.manifest()["rows"], c.num_queries, c.seed))
         n = c.query_shard_size
-        return [ShardTask(i // n, {"rows": rows[i : i + n], "bands": bands}, len(rows[i : i + n]))
-                for i in range(0, len(rows), n)]
+        # Payloads are row ranges into `query_rows` (recomputed by workers): small at any scale.
+        return [ShardTask(i // n, {"lo": i, "hi": min(i + n, n_rows), "bands": bands}, min(n, n_rows - i))
+                for i in range(0, n_rows, n)]
 
     def make_worker(self):
         c = self.config
         views = self._views()
-        ids, mats = load_embeddings(self.root / "embeddings", views)
-        indexes = self._indexes(mats)
+        ids, mats = open_embeddings(self.root / "embeddings", views)
+        indexes = open_index(self.root, mats, c.device)
+        rows = query_rows(len(ids), c.num_queries, c.seed)
         art = self.output()
         schema = pairs_schema(views)
         judge = ChangeJudge(self.root) if c.require_change else None
 
         def work(task: ShardTask) -> None:
-            q = np.asarray(task.payload["rows"], dtype=np.int64)
-            knn = {v: search(indexes[v], mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
+            q = rows[task.payload["lo"] : task.payload["hi"]].astype(np.int64)
+            knn = {v: indexes[v].search(mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
             columns, stats = select_pairs(
                 q, knn, task.payload["bands"], mats, ids,
                 near_duplicate=c.near_duplicate,
@@ -118,11 +120,14 @@ class MineStage(Stage):
         hist = {kind: {v: np.sum([m[kind][v] for m in markers], axis=0).astype(int).tolist() if markers else []
                        for v in views} for kind in ("hist_kept", "hist_all")}
         emb = self.input_artifact("embeddings").manifest()
+        index = open_complete(self.root / INDEX_ARTIFACT).manifest()
+        keys = ("kind", "factory", "nlist", "nprobe", "ef_search", "refine_factor", "bytes", "expected_recall")
         return {
             "views": {v: emb["views"][v]["spec"] for v in views},
             "bands": tasks[0].payload["bands"] if tasks else {},
             "band_units": self.config.band_units,
-            "index": choose_index(emb["rows"], self.config.index, self.config.approx_threshold),
+            "index": {v: {k: info[k] for k in keys if k in info} for v, info in index["indexes"].items()},
+            "index_config_hash": index["config_hash"],
             "queries": int(sum(m["queries"] for m in markers)),
             "pairs_by_view": sum_marker_counts(artifact, tasks, "kept_by_view"),
             "dropped": sum_marker_counts(artifact, tasks, "dropped"),
