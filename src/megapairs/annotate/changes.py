@@ -107,6 +107,11 @@ class Side:
 _THEME_CLAUSE = re.compile(r",\s*[\w\s-]{1,40}\btheme\b.*$", re.IGNORECASE)
 
 
+# (kind, words, canonical forms, Side attribute), tried in this order
+_LEXICONS = (("colour", COLOURS, _COLOUR_CANON, "colours"), ("direction", DIRECTIONS, _DIRECTION_CANON, "directions"),
+             ("state", set(STATES), _STATE_CANON, "states"), ("size", SIZES, _SIZE_CANON, "sizes"))
+
+
 def read_side(caption: str, label: str, uri: str = "") -> Side:
     info = parse_caption(caption, label)
     title = _THEME_CLAUSE.sub("", info.title or "")
@@ -116,20 +121,15 @@ def read_side(caption: str, label: str, uri: str = "") -> Side:
             side.bw = True
             side.note("bw", "bw", where)
         for w in words(BW_PHRASES.sub(" ", text)):
-            if w in COLOURS:
-                side.colours.add(_COLOUR_CANON.get(w, w))
-                side.note("colour", _COLOUR_CANON.get(w, w), where)
-            elif w in DIRECTIONS:
-                side.directions.add(_DIRECTION_CANON.get(w, w))
-                side.note("direction", _DIRECTION_CANON.get(w, w), where)
-            elif w in STATES:
-                side.states.add(_STATE_CANON.get(w, w))
-                side.note("state", _STATE_CANON.get(w, w), where)
-            elif w in SIZES:
-                side.sizes.add(_SIZE_CANON.get(w, w))
-                side.note("size", _SIZE_CANON.get(w, w), where)
-            elif where == "title" and w in NUMBER_WORDS:
-                side.numbers.add(NUMBER_WORDS[w])
+            for kind, lexicon, canon, attr in _LEXICONS:
+                if w in lexicon:
+                    value = canon.get(w, w)
+                    getattr(side, attr).add(value)
+                    side.note(kind, value, where)
+                    break
+            else:
+                if where == "title" and w in NUMBER_WORDS:
+                    side.numbers.add(NUMBER_WORDS[w])
     return side
 
 
