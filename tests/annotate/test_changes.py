@@ -82,6 +82,9 @@ def test_direction_state_and_black_and_white_from_titles():
     # icon captions: the theme clause is not content ("gnome brave" -> "gnome wine" is no object swap)
     assert kinds("blue go up arrow icon, gnome brave theme", "red go up arrow icon, gnome wine theme") == \
         [("colour", "blue", "red")]
+    # a shade word is part of the colour, not an object ("pale orange" is no swap of "pale")
+    assert kinds("blue important folder icon, papirus theme", "pale orange important folder icon, papirus theme") == \
+        [("colour", "blue", "orange")]
 
 
 def test_instructions_ask_for_the_target_and_pass_the_checks():

@@ -26,8 +26,9 @@ from megapairs.annotate.template import parse_caption, stem
 
 COLOURS = {"red", "green", "blue", "yellow", "orange", "purple", "violet", "pink", "black", "white", "grey",
            "gray", "brown", "cyan", "magenta", "gold", "golden", "silver", "beige", "teal", "turquoise", "navy",
-           "maroon", "lime", "aqua", "olive"}
-_COLOUR_CANON = {"gray": "grey", "golden": "gold", "violet": "purple", "aqua": "cyan"}
+           "maroon", "lime", "aqua", "olive", "carmine", "indigo"}
+_COLOUR_CANON = {"gray": "grey", "golden": "gold", "violet": "purple", "aqua": "cyan", "carmine": "red",
+                 "indigo": "blue"}
 DIRECTIONS = {"left", "right", "up", "down", "north", "south", "east", "west", "upward", "downward", "forward",
               "backward", "top", "bottom"}
 _DIRECTION_CANON = {"upward": "up", "downward": "down", "top": "up", "bottom": "down"}
@@ -53,7 +54,9 @@ _MINOR = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", 
           "icon", "icons", "clipart", "clip", "art", "picture", "image", "drawing", "svg", "png", "theme", "symbol",
           "version", "color", "colour", "coloured", "colored", "style", "aj", "id",
           # OpenClipart placeholder titles ("R16 sibmission") name a batch upload, not a subject
-          "sibmission", "submission", "r16", "unsorted", "untitled"}
+          "sibmission", "submission", "r16", "unsorted", "untitled",
+          # shade words belong to the colour beside them ("pale orange", "dark cyan"), not to the object
+          "pale", "deep", "dark", "light", "bright"}
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 
 
