@@ -159,6 +159,7 @@ def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
     if c.train:
         t0 = time.perf_counter()
         ckpt = _train(root, c)
+        summary["retriever"] = f"ckpt:{ckpt}"
         timings["train_s"] = round(time.perf_counter() - t0, 1)
     if c.evaluate:
         t0 = time.perf_counter()
@@ -208,6 +209,8 @@ def summary_table(summary: dict[str, Any]) -> str:
                      for k in RECALL_KS if (b := summary.get(f"{key}@{k}"))]
             if parts:
                 lines.append(f"{label} (95% CI): " + "; ".join(parts))
+    if "retriever" in summary:
+        lines.append(f"trained retriever: {summary['retriever']} (megapairs evaluate / index --model ...)")
     if "index" in summary:
         lines.append(f"search it: megapairs serve --index {summary['index']}")
     return "\n".join(lines)
