@@ -22,7 +22,7 @@ mode (BatchNorm statistics and dropout fixed) while the heads train.
 Frozen image tower outputs do not change during training, so `forward` also accepts them
 precomputed (`image_features` + `image_logits` instead of `pixel_values`); `image_tower_outputs`
 computes them and `image_feature_key()` names what they depend on (None while the tower trains).
-The trainer's feature cache (`megapairs.train.feature_cache`) uses this to run EfficientNet once
+The trainer's feature cache (`megapairs.models.feature_cache`) uses this to run EfficientNet once
 per distinct image and run instead of once per image per step. `encode` can use the same store:
 set `feature_cache_dir` (or the environment variable `MEGAPAIRS_OFFLINE_FEATURE_CACHE`) and images
 given as paths get their frozen tower outputs from (and added to) that folder, so evaluating a
