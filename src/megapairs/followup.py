@@ -135,16 +135,15 @@ def _resolve(dataset: Path, name: str) -> str:
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean of a - b over paired items (percent points when a, b are 0/1) with a 95 % percentile
-    interval from `resamples` seeded resamples of the items."""
+    """mean(a - b) of paired 0/1 hits in percentage points, with the 95 % interval of
+    `evaluate.bootstrap.paired_bootstrap` (the project's one bootstrap; note its b - a order)."""
+    from megapairs.evaluate.bootstrap import paired_bootstrap as bootstrap
+
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or not len(a):
         raise ValueError("paired_bootstrap needs two non-empty arrays of the same length")
-    d = a - b
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"diff": 100 * float(d.mean()), "low": 100 * float(lo), "high": 100 * float(hi), "n": int(len(d))}
+    out = bootstrap(100 * b, 100 * a, resamples=resamples, seed=seed)
+    return {"diff": out["diff"], "low": out["low"], "high": out["high"], "n": out["queries"]}
 
 
 def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
