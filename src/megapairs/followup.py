@@ -3,8 +3,9 @@ start on the held-out split, and build a search index (the `followup` config sec
 
 What comes out, under the run folder:
   retriever/         the trained checkpoint (`megapairs train` layout; a rerun resumes or reuses it)
-  results/           zero-shot.json, trained.json (the `triplets` benchmark), summary.json
+  results/           summary.json: recall per model and query kind, intervals, timings
   index/             a gallery index of the dataset's images for `megapairs serve`
+  _cache/features/   the offline image tower's outputs, shared by the three steps
 
 The evaluation is on the dataset's validation split, whose images training never saw (the export
 splits by image groups). Every model is scored with composed (image + instruction), image-only and

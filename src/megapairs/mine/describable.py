@@ -18,38 +18,30 @@ from megapairs.artifacts import Artifact
 
 
 class ChangeJudge:
-    """Says for (query id, target id) pairs whether a change can be stated; reads the corpus once."""
+    """Says for (query id, target id) pairs whether a change can be stated. Reads the corpus through
+    the annotate stage's `CorpusLookup`, and computes pixel statistics on the same small renders the
+    `changes:` describer sees, so mining and annotation judge a pair alike."""
 
     def __init__(self, root: Path) -> None:
-        self.corpus = Artifact(Path(root) / "corpus")
-        self.where: dict[str, tuple[int, int]] = {}
-        self.meta: dict[str, tuple[str, str, str]] = {}
-        for s in self.corpus.shard_indices():
-            t = self.corpus.read_shard(s, ["id", "caption", "label", "uri"]).to_pydict()
-            for r, (i, cap, lab, uri) in enumerate(zip(t["id"], t["caption"], t["label"], t["uri"])):
-                self.where[i] = (s, r)
-                self.meta[i] = (cap or "", lab or "", uri or "")
+        from megapairs.annotate.stage import CorpusLookup
+
+        self.corpus = CorpusLookup(Artifact(Path(root) / "corpus"))
         self._pixels: dict[str, Any] = {}
 
     def _stats(self, ids: set[str]) -> None:
-        import pyarrow as pa
-
         from megapairs.annotate.pixels import pixel_stats
-        from megapairs.corpus.images import load_image
+        from megapairs.annotate.roles import ChangesDescriber
 
-        by_shard: dict[int, list[tuple[str, int]]] = {}
-        for i in ids - self._pixels.keys():
-            if i in self.where:
-                s, r = self.where[i]
-                by_shard.setdefault(s, []).append((i, r))
-        cols = ["id", "uri", "caption", "label", "status", "image_bytes"]
-        for s, wanted in by_shard.items():
-            table = self.corpus.read_shard(s, cols).take(pa.array([r for _, r in wanted]))
-            for row in table.to_pylist():
-                try:
-                    self._pixels[row["id"]] = pixel_stats(load_image(row))
-                except Exception:  # noqa: BLE001 - no pixels: the metadata alone decides
-                    self._pixels[row["id"]] = None
+        missing = ids - self._pixels.keys()
+        renders = self.corpus.images(missing, ChangesDescriber.image_side)
+        for i in missing:
+            try:
+                self._pixels[i] = pixel_stats(renders[i]) if i in renders else None
+            except Exception:  # noqa: BLE001 - no pixels: the metadata alone decides
+                self._pixels[i] = None
+
+    def _meta(self, i: str) -> tuple[str, str, str]:
+        return (*self.corpus.text.get(i, ("", "")), self.corpus.uri.get(i, ""))
 
     def judge(self, q_ids: list[str], t_ids: list[str]) -> tuple[np.ndarray, list[str]]:
         """(P,) bool: a change can be stated; and the kinds of the first change (or '')."""
@@ -59,8 +51,7 @@ class ChangeJudge:
         ok = np.zeros(len(q_ids), bool)
         kinds = []
         for k, (q, t) in enumerate(zip(q_ids, t_ids)):
-            p = metadata_pair_changes(self.meta.get(q, ("", "", "")), self.meta.get(t, ("", "", "")),
-                                      self._pixels.get(q), self._pixels.get(t))
+            p = metadata_pair_changes(self._meta(q), self._meta(t), self._pixels.get(q), self._pixels.get(t))
             ok[k] = p.describable
             kinds.append(p.changes[0].kind if p.changes else "")
         return ok, kinds
