@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 
 from megapairs.artifacts import manifest_file
 
+from megapairs.artifacts import manifest_file
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
