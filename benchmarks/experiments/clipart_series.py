@@ -10,7 +10,7 @@ their own ("the red version", "facing left"), not the `changes:` writer's templa
 
 writes OUT/exclude.txt (every drawing of the test, to pass as `ingest.exclude`), OUT/images/ (PNG
 renders) and OUT/validation/part-00000.parquet (q_img, q_text, t_img rows, the layout
-`megapairs evaluate --benchmark triplets` and `megapairs.followup.per_query_ranks` read).
+`megapairs evaluate --benchmark triplets` and `megapairs.followup` read).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Arms (seed 0, batch 32, 3 epochs, lr 1e-3, temperature 0.02, frozen towers; the 
 the run is reused): `combiner` (the demo's recipe, fusion=combiner, 4 negatives: the query image +
 3 mined), `sum` (the same with BGE-VL-style sum fusion), `frac25` / `frac50` (nested subsets of the
 train triplets, same epochs), `hn0` (no hard negatives: in-batch positives only). Scores: recall@1/5/10
-with the query image removed and ties ranked against the model, paired bootstrap 95 % intervals
+from the one triplet evaluator (`evaluate("triplets")`), the query image removed in every mode, ties
+ranked against the model, paired bootstrap 95 % intervals
 (composed - image-only; arm - zero-shot), and, with the query image kept, how often it ranks first.
 Prints Markdown; OUT/results.json keeps everything.
 """
@@ -23,59 +24,70 @@ from typing import Any
 
 import numpy as np
 
-from megapairs.followup import RECALL_KS, _encode, _load, _resolve, feature_cache, paired_bootstrap, per_query_ranks
+from megapairs.evaluate.bootstrap import paired_bootstrap
+from megapairs.followup import RECALL_KS, _load, feature_cache
 
 BASE = {"epochs": 3, "batch_size": 32, "num_hard_negatives": 4, "fusion": "combiner", "seed": 0}
 ARMS = {"combiner": {}, "sum": {"fusion": "sum"}, "frac25": {"train_fraction": 0.25},
         "frac50": {"train_fraction": 0.5}, "hn0": {"num_hard_negatives": 0}}
+MODES = ("composed", "image", "text")
 
 
-def query_image_first(model: Any, dataset: Path) -> float:
+def query_image_first(model: Any, dataset: Path, cache: Path) -> float:
     """Share of composed queries whose own image scores highest in the gallery (query image kept)."""
+    from megapairs.evaluate.common import EvalOptions, Item
+    from megapairs.evaluate.context import Context
     from megapairs.evaluate.triplets import build_queries, load_rows
 
     rows = load_rows(dataset)
+    root = dataset if (dataset / rows[0]["q_img"]).exists() else dataset / "images"
     names = sorted({p for r in rows for p in [r["q_img"], r["t_img"], *r["hns"]]})
     pos = {n: i for i, n in enumerate(names)}
-    g = _encode(model, images=[_resolve(dataset, n) for n in names], role="candidate")
+    ctx = Context(model, EvalOptions(progress=False, cache_dir=str(cache)), "triplets")
+    g = ctx.gallery([Item(n, image=root / n) for n in names], "triplets")  # (N, D)
     qs = build_queries(rows, "composed", "first")
-    q = _encode(model, images=[_resolve(dataset, x["image"]) for x in qs], text=[x["text"] for x in qs], role="query")
+    q = ctx.encode([Item(str(i), image=root / x["image"], text=x["text"]) for i, x in enumerate(qs)], "composed")
     top = (q @ g.T).argmax(1)
     return 100 * float(np.mean([top[i] == pos[x["image"]] for i, x in enumerate(qs)]))
 
 
 def score(spec: str, root: Path, tests: dict[str, Path]) -> dict[str, Any]:
+    """Per held-out unit, R@k hits (0 / 100) in every mode from the one triplet evaluator."""
+    from megapairs.evaluate.runner import evaluate
+
     model = _load(spec, root)
+    cache = root / "_cache" / "evaluate"
     out: dict[str, Any] = {}
     for name, data in tests.items():
-        ranks = per_query_ranks(model, data)
-        out[name] = {"ranks": {m: r.tolist() for m, r in ranks.items()},
-                     "query_image_first": query_image_first(model, data)}
+        res = evaluate("triplets", data, model, {"reference_policy": "remove", "bootstrap": 0,
+                                                  "cache_dir": str(cache), "progress": False})
+        per = res["details"]["per_query"]
+        out[name] = {"hits": {m: {k: per[m][f"R@{k}"] for k in RECALL_KS} for m in MODES},
+                     "query_image_first": query_image_first(model, data, cache)}
     return out
 
 
-def _hits(ranks: list[float], k: int) -> np.ndarray:
-    return (np.asarray(ranks) <= k).astype(np.float64)
+def _fmt(b: dict[str, Any]) -> str:
+    return f"{b['diff']:+.1f} [{b['low']:+.1f}, {b['high']:+.1f}]"
 
 
 def table(results: dict[str, Any], test: str) -> str:
-    zs = results["zero-shot"][test]["ranks"]
+    zs = results["zero-shot"][test]["hits"]
     lines = [f"### {test}", "", "| arm | query | R@1 | R@5 | R@10 | composed − image R@1 [95 % CI] | "
              "composed − image R@5 | arm − zero-shot, composed R@1 | query image 1st (kept) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for arm, res in results.items():
-        r = res[test]["ranks"]
-        for mode in ("composed", "image", "text"):
-            vals = " | ".join(f"{100 * _hits(r[mode], k).mean():.1f}" for k in RECALL_KS)
+        h = res[test]["hits"]
+        for mode in MODES:
+            vals = " | ".join(f"{np.mean(h[mode][k]):.1f}" for k in RECALL_KS)
             extra = " | | | |"
             if mode == "composed":
-                ci = [paired_bootstrap(_hits(r["composed"], k), _hits(r["image"], k)) for k in (1, 5)]
-                vz = paired_bootstrap(_hits(r["composed"], 1), _hits(zs["composed"], 1))
-                fmt = lambda b: f"{b['diff']:+.1f} [{b['low']:+.1f}, {b['high']:+.1f}]"  # noqa: E731
-                extra = (f" | {fmt(ci[0])} | {fmt(ci[1])} | {fmt(vz) if arm != 'zero-shot' else '–'} | "
+                ci = [paired_bootstrap(h["image"][k], h["composed"][k], resamples=2000) for k in (1, 5)]
+                vz = paired_bootstrap(zs["composed"][1], h["composed"][1], resamples=2000)
+                extra = (f" | {_fmt(ci[0])} | {_fmt(ci[1])} | {_fmt(vz) if arm != 'zero-shot' else '–'} | "
                          f"{res[test]['query_image_first']:.1f} |")
             lines.append(f"| {arm if mode == 'composed' else ''} | {mode} | {vals}{extra}")
-    lines.append(f"\n{len(zs['composed'])} composed queries.")
+    lines.append(f"\n{len(zs['composed'][1])} held-out units.")
     return "\n".join(lines)
 
 

@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from megapairs.configbase import ConfigBase, ConfigError
 
 log = logging.getLogger("megapairs")
@@ -80,71 +78,19 @@ def _load(spec: str, root: Path) -> Any:
     return model
 
 
-def per_query_ranks(retriever: Any, dataset: Path) -> dict[str, np.ndarray]:
-    """Rank (1 = first) of the best target for each composed query (validation rows' (query image,
-    first instruction), merged as the `triplets` benchmark merges them), for the three query kinds,
-    aligned on the composed queries: `image[i]` ranks composed query i's image alone, `text[i]` its
-    instruction alone, each against composed query i's targets. The query's own image is removed
-    from every ranking. Returns mode -> (Q,) float ranks."""
-    from megapairs.evaluate.triplets import build_queries, load_rows
+def evaluate_models(root: Path, models: dict[str, str], c: FollowupConfig) -> dict[str, dict[str, Any]]:
+    """Each model on the dataset's validation split with the one triplet evaluator
+    (`evaluate("triplets", ...)`): composed, image-only and text-only, the query image removed from
+    every ranking, ties against the model. Returns name -> the evaluator's result."""
+    from megapairs.evaluate.runner import evaluate
 
-    rows = load_rows(dataset)
-    names = sorted({p for r in rows for p in [r["q_img"], r["t_img"], *r["hns"]]})
-    pos = {n: i for i, n in enumerate(names)}
-    gallery = _encode(retriever, images=[_resolve(dataset, n) for n in names], role="candidate")  # (N, D)
-    composed = build_queries(rows, "composed", "first")
-    out = {}
-    for mode in MODES:
-        qs = composed if mode == "composed" else build_queries(rows, mode, "first")
-        images = [_resolve(dataset, q["image"]) for q in qs] if mode != "text" else None
-        texts = [q["text"] for q in qs] if mode != "image" else None
-        q = _encode(retriever, images=images, text=texts, role="query")  # (Q, D)
-        scores = q @ gallery.T  # (Q, N)
-        for i, x in enumerate(qs):  # the query's own image is no answer (CIRCO / CIRR "remove")
-            scores[i, [pos[r] for r in x["refs"]]] = -np.inf
-        by_key = {_key(mode, x): scores[i] for i, x in enumerate(qs)}
-        ranks = []
-        for x in composed:  # ties count against the model: rank = 1 + candidates scoring >= the target
-            s = by_key[_key(mode, x)]
-            best = max(s[pos[t]] for t in x["targets"])
-            ranks.append(float((s >= best).sum()))
-        out[mode] = np.array(ranks)
-    return out
+    opts = {"reference_policy": "remove", "instructions": "first", "bootstrap": c.bootstrap,
+            "bootstrap_seed": c.seed, "cache_dir": str(root / "_cache" / "evaluate")}
+    return {name: evaluate("triplets", root / "dataset", _load(spec, root), opts) for name, spec in models.items()}
 
 
-def _key(mode: str, q: dict[str, Any]) -> tuple:
-    return {"composed": (q["image"], q["text"]), "image": (q["image"],), "text": (q["text"],)}[mode]
-
-
-def _encode(retriever: Any, **kw: Any) -> np.ndarray:
-    out = []
-    n = len(kw.get("images") or kw.get("text") or [])
-    for i in range(0, n, 64):
-        part = {k: (v[i:i + 64] if isinstance(v, list) else v) for k, v in kw.items()}
-        out.append(np.asarray(retriever.encode(**part), np.float32))
-    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-
-
-def _resolve(dataset: Path, name: str) -> str:
-    p = Path(name)
-    if p.is_absolute():
-        return str(p)
-    for base in (dataset, dataset / "images", dataset / "validation"):
-        if (base / p).exists():
-            return str(base / p)
-    return str(dataset / p)
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """mean(a - b) of paired 0/1 hits in percentage points, with the 95 % interval of
-    `evaluate.bootstrap.paired_bootstrap` (the project's one bootstrap; note its b - a order)."""
-    from megapairs.evaluate.bootstrap import paired_bootstrap as bootstrap
-
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or not len(a):
-        raise ValueError("paired_bootstrap needs two non-empty arrays of the same length")
-    out = bootstrap(100 * b, 100 * a, resamples=resamples, seed=seed)
-    return {"diff": out["diff"], "low": out["low"], "high": out["high"], "n": out["queries"]}
+def _interval(b: dict[str, Any]) -> dict[str, float]:
+    return {"diff": b["diff"], "low": b["low"], "high": b["high"], "n": b["queries"]}
 
 
 def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
@@ -163,21 +109,19 @@ def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
         timings["train_s"] = round(time.perf_counter() - t0, 1)
     if c.evaluate:
         t0 = time.perf_counter()
+        from megapairs.evaluate.bootstrap import compare_results
+
         models = {"zero-shot": c.model, **({"trained": f"ckpt:{ckpt}"} if ckpt else {})}
-        ranks = {}
-        for name, spec in models.items():
-            ranks[name] = per_query_ranks(_load(spec, root), dataset)
-            summary[name] = {f"{m}/recall@{k}": 100 * float((r <= k).mean()) for m, r in ranks[name].items()
-                             for k in RECALL_KS}
+        results = evaluate_models(root, models, c)
+        for name, res in results.items():
+            summary[name] = {f"{m}/recall@{k}": res["metrics"][f"{m}/R@{k}"] for m in MODES for k in RECALL_KS}
         best = "trained" if ckpt else "zero-shot"
-        summary["queries"] = int(len(ranks[best]["composed"]))
+        summary["queries"] = int(results[best]["num_queries"])
         for k in RECALL_KS:
-            hit = {n: {m: (r <= k).astype(np.float64) for m, r in rk.items()} for n, rk in ranks.items()}
-            summary[f"composed_minus_image@{k}"] = paired_bootstrap(hit[best]["composed"], hit[best]["image"],
-                                                                    resamples=c.bootstrap, seed=c.seed)
+            summary[f"composed_minus_image@{k}"] = _interval(results[best]["details"]["bootstrap"]["composed-image"][f"R@{k}"])
             if ckpt:
-                summary[f"trained_minus_zero_shot@{k}"] = paired_bootstrap(
-                    hit["trained"]["composed"], hit["zero-shot"]["composed"], resamples=c.bootstrap, seed=c.seed)
+                summary[f"trained_minus_zero_shot@{k}"] = _interval(compare_results(
+                    results["zero-shot"], results["trained"], f"composed/R@{k}", resamples=c.bootstrap, seed=c.seed))
         timings["evaluate_s"] = round(time.perf_counter() - t0, 1)
     if c.index:
         from megapairs.search.index import GalleryIndex

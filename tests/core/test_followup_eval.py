@@ -1,15 +1,16 @@
-"""The demo's follow-up evaluation: composed / image-only / text-only ranks aligned on the composed
-queries, the query image removed, ties against the model; the paired bootstrap; the printed table."""
+"""The demo's follow-up evaluation: the one triplet evaluator on the validation split (composed /
+image-only / text-only, the query image removed, ties against the model); the paired bootstrap; the
+printed table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
+import torch
 from PIL import Image
 
-from megapairs.followup import paired_bootstrap, per_query_ranks, summary_table
+from megapairs.followup import FollowupConfig, evaluate_models, summary_table
 
 
 class ColourRetriever:
@@ -17,6 +18,8 @@ class ColourRetriever:
     image + 2 x text, so a composed query finds the recoloured target and an image-only one does not."""
 
     COLOURS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1)}
+    spec = "colour-test"
+    preprocess_id = "colour-test-1"
 
     def encode(self, images=None, text=None, role=None):
         vecs = []
@@ -28,12 +31,13 @@ class ColourRetriever:
             if text is not None:
                 v += 2 * np.asarray(self.COLOURS[text[i].split()[-1]], np.float64)
             vecs.append(v / (np.linalg.norm(v) or 1))
-        return np.asarray(vecs, np.float32)
+        return torch.tensor(np.asarray(vecs, np.float32))
 
 
 def _dataset(tmp_path):
+    tmp_path = tmp_path / "dataset"
     colours = {"r": (230, 20, 20), "g": (20, 230, 20), "b": (20, 20, 230), "r2": (200, 60, 40)}
-    (tmp_path / "images").mkdir()
+    (tmp_path / "images").mkdir(parents=True)
     for name, rgb in colours.items():
         Image.new("RGB", (8, 8), rgb).save(tmp_path / "images" / f"{name}.png")
     rows = [{"q_img": "images/r.png", "q_text": ["make it green"], "t_img": "images/g.png", "hns": ["images/r2.png"]},
@@ -43,23 +47,17 @@ def _dataset(tmp_path):
     return tmp_path
 
 
-def test_ranks_are_aligned_and_the_query_image_is_removed(tmp_path):
-    ranks = per_query_ranks(ColourRetriever(), _dataset(tmp_path))
-    assert ranks["composed"].tolist() == [1.0, 1.0]  # the instruction picks the right colour
-    # image-only: the query image (red) is removed, so the nearest is r2 (reddish), not a target;
-    # the same image query is scored against each composed query's own target
-    assert all(r > 1 for r in ranks["image"])
-    assert ranks["text"].tolist() == [1.0, 1.0]
-    assert len(ranks["image"]) == len(ranks["composed"]) == len(ranks["text"])
-
-
-def test_paired_bootstrap_is_seeded_and_brackets_the_mean():
-    a, b = np.r_[np.ones(30), np.zeros(10)], np.r_[np.zeros(30), np.ones(10)]
-    out = paired_bootstrap(a, b, resamples=500, seed=1)
-    assert out["diff"] == pytest.approx(50.0) and out["low"] < 50 < out["high"] and out["n"] == 40
-    assert out == paired_bootstrap(a, b, resamples=500, seed=1)
-    with pytest.raises(ValueError):
-        paired_bootstrap(a, b[:3])
+def test_followup_scores_every_mode_with_the_one_evaluator(tmp_path, monkeypatch):
+    _dataset(tmp_path)
+    monkeypatch.setattr("megapairs.followup._load", lambda spec, root: ColourRetriever())
+    res = evaluate_models(tmp_path, {"zero-shot": "x"}, FollowupConfig(bootstrap=200))["zero-shot"]
+    per = res["details"]["per_query"]
+    assert per["composed"]["R@1"] == [100.0, 100.0]  # the instruction picks the right colour
+    # image-only: the red query image is removed, so the nearest is r2 (reddish), no unit's answer
+    assert per["image"]["R@1"] == [0.0, 0.0]
+    assert per["text"]["R@1"] == [100.0, 100.0]
+    assert res["reference_policy"] == "remove" and res["num_queries"] == 2
+    assert res["details"]["bootstrap"]["composed-image"]["R@1"]["diff"] == 100.0
 
 
 def test_summary_table_lists_every_mode_and_interval():

@@ -132,8 +132,11 @@ def test_triplets_loader(triplets_file: Path, tmp_path: Path):
     assert len(rows) == 3 and rows[0]["q_text"] == ["make it red", "paint it red"]
     q, unit_query = triplets.mode_queries(rows, triplets.build_units(rows, "first"), "image")
     assert triplets.build_queries(rows, "image", "first") == q
-    assert [sorted(x["targets"]) for x in q] == [["images/i1.png", "images/i4.png"], ["images/i3.png"]]
-    assert unit_query.tolist() == [0, 1, 0]  # rows 0 and 2 share their query image
+    assert [x["image"] for x in q] == ["images/i0.png", "images/i2.png"] and unit_query.tolist() == [0, 1, 0]
+    questions, unit_question = triplets.unit_answers(rows, triplets.build_units(rows, "first"))
+    # rows 0 and 2 share their query image but not their instruction: each keeps its own answer
+    assert [sorted(x["targets"]) for x in questions] == [["images/i1.png"], ["images/i3.png"], ["images/i4.png"]]
+    assert unit_question.tolist() == [0, 1, 2]
     alias = tmp_path / "alias.jsonl"
     alias.write_text('{"query_image": "a.png", "query_texts": "x", "target_image": "b.png"}\n')
     assert triplets.load_rows(alias)[0]["q_text"] == ["x"]

@@ -8,9 +8,11 @@ accepted too. Relative paths resolve against --image-dir, else the data folder (
 
 Gallery = every distinct image of the set (q_img, t_img and hns). Each held-out row (with
 `instructions="all"`: each row x instruction) is one *unit*, scored in three modes side by side:
-composed (q_img + instruction), image (q_img alone), text (instruction alone). Identical queries
-are embedded once and merged: any target of a row with the same query counts as a hit (e.g. an
-image-only query whose image starts two rows). Every metric is a mean over units, in percent:
+composed (q_img + instruction), image (q_img alone), text (instruction alone). A unit's answers are
+the same in every mode: the targets of the units that pose the same composed query (query image +
+instruction), usually just its own row's target. Identical queries are embedded once, but an
+image-only query is not credited with the target of another row that merely starts from the same
+image (that would flatter the image-only baseline). Every metric is a mean over units, in percent:
 Recall@1/5/10 and mAP@{5,10,25,50} (CIRCO's AP). Since all modes score the same units, a seeded
 paired bootstrap over units gives 95 % intervals of composed - image and composed - text
 (`details["bootstrap"]`; `megapairs.evaluate.bootstrap.compare_results` does model B - model A).
@@ -18,7 +20,8 @@ paired bootstrap over units gives 95 % intervals of composed - image and compose
 Ties: exact scores, ranked pessimistically: among equal scores the non-targets come first (then
 gallery order), so a constant-score model gets no hit it did not earn. Reference policy: keep by
 default (the query image stays in the gallery as the hardest distractor, as in MegaPairs
-training); remove deletes it from its own ranking, as CIRCO/CIRR evaluations do.
+training); remove deletes the unit's query image from its ranking in every mode, text-only
+included, as CIRCO/CIRR evaluations do (so the three modes of a unit rank the same gallery).
 """
 
 from __future__ import annotations
@@ -88,24 +91,38 @@ def build_queries(rows: Sequence[dict], mode: str, instructions: str = "first") 
     return mode_queries(rows, build_units(rows, instructions), mode)[0]
 
 
+def query_key(mode: str, image: str, text: str) -> tuple:
+    """What makes two units the same query in one mode (they are embedded once)."""
+    return {"composed": (image, text), "image": (image,), "text": (text,)}[mode]
+
+
 def mode_queries(rows: Sequence[dict], units: Sequence[tuple[int, str]], mode: str) -> tuple[list[dict], np.ndarray]:
-    """Distinct queries of one mode and, per unit, the index of its query. A query is
-    {"image", "text", "targets" (set), "reference" (its query image, or None if rows differ)}."""
-    groups: dict[tuple, dict] = {}
+    """Distinct queries of one mode ({"image", "text"}; the unused part is still filled in) and, per
+    unit, the index of its query. Only the embedding is shared: each unit keeps its own answers."""
+    index: dict[tuple, int] = {}
+    queries: list[dict] = []
     unit_query = np.empty(len(units), dtype=np.int64)
     for u, (i, text) in enumerate(units):
-        r = rows[i]
-        key = {"composed": (r["q_img"], text), "image": (r["q_img"],), "text": (text,)}[mode]
-        if key not in groups:
-            groups[key] = {"image": r["q_img"], "text": text, "targets": set(), "refs": set(), "index": len(groups)}
-        g = groups[key]
-        g["targets"].add(r["t_img"])
-        g["refs"].add(r["q_img"])
-        unit_query[u] = g["index"]
-    queries = list(groups.values())
-    for g in queries:
-        g["reference"] = next(iter(g["refs"])) if len(g["refs"]) == 1 else None
+        key = query_key(mode, rows[i]["q_img"], text)
+        if key not in index:
+            index[key] = len(queries)
+            queries.append({"image": rows[i]["q_img"], "text": text})
+        unit_query[u] = index[key]
     return queries, unit_query
+
+
+def unit_answers(rows: Sequence[dict], units: Sequence[tuple[int, str]]) -> tuple[list[dict], np.ndarray]:
+    """The answer set of every unit, the same in every mode: the targets of all units that pose the
+    same composed query (query image + instruction), so an identical query is never marked wrong for
+    finding the other row's target. Image-only and text-only queries are judged against this set, not
+    against every target of rows that merely share their image or their text.
+    Returns (distinct composed questions {"image", "text", "targets"}, per unit its question index)."""
+    questions, unit_question = mode_queries(rows, units, "composed")
+    for q in questions:
+        q["targets"] = set()
+    for u, (i, _) in enumerate(units):
+        questions[unit_question[u]]["targets"].add(rows[i]["t_img"])
+    return questions, unit_question
 
 
 def rank_pessimistic(q: np.ndarray, g: np.ndarray, targets: Sequence[set[int]], exclude: Sequence[int | None],
@@ -135,15 +152,14 @@ def rank_pessimistic(q: np.ndarray, g: np.ndarray, targets: Sequence[set[int]], 
     return out
 
 
-def unit_values(rankings: Sequence[Sequence[Hashable]], queries: Sequence[dict],
-                unit_query: np.ndarray) -> dict[str, np.ndarray]:
-    """Per unit, every metric in percent: R@k is 0 or 100, mAP@k is 100 x AP@k (CIRCO's AP)."""
-    per_query: dict[str, np.ndarray] = {}
+def unit_values(rankings: Sequence[Sequence[Hashable]], targets: Sequence[set]) -> dict[str, np.ndarray]:
+    """Per ranking, every metric in percent: R@k is 0 or 100, mAP@k is 100 x AP@k (CIRCO's AP)."""
+    out: dict[str, np.ndarray] = {}
     for k in RECALL_KS:
-        per_query[f"R@{k}"] = np.array([100.0 * bool(q["targets"] & set(r[:k])) for r, q in zip(rankings, queries)])
+        out[f"R@{k}"] = np.array([100.0 * bool(t & set(r[:k])) for r, t in zip(rankings, targets)])
     for k in MAP_KS:
-        per_query[f"mAP@{k}"] = 100.0 * metrics.per_query_ap(rankings, [sorted(q["targets"]) for q in queries], k)
-    return {name: v[unit_query] for name, v in per_query.items()}
+        out[f"mAP@{k}"] = 100.0 * metrics.per_query_ap(rankings, [sorted(t) for t in targets], k)
+    return out
 
 
 QueryEncoder = Callable[[str, list[dict]], np.ndarray]  # (mode, queries) -> (len(queries), D)
@@ -158,19 +174,25 @@ def score_triplets(rows: Sequence[dict], gallery_keys: Sequence[Hashable], galle
     (metrics "<mode>/<metric>" in percent, details with per-unit values and the bootstrap intervals)."""
     pos = {key: i for i, key in enumerate(gallery_keys)}
     units = build_units(rows, instructions)
+    questions, unit_question = unit_answers(rows, units)
+    targets = [{pos[t] for t in q["targets"]} for q in questions]
+    # "remove": the unit's query image leaves its ranking in every mode (text-only too), so the three
+    # modes of a unit rank the same gallery and their paired difference measures the query alone.
+    exclude = [pos[q["image"]] if policy == "remove" else None for q in questions]
     values: dict[str, dict[str, np.ndarray]] = {}
     out: dict[str, float] = {}
     details: dict[str, Any] = {"units": [[i, t] for i, t in units], "tie_policy": "pessimistic",
-                               "reference_policy": policy}
+                               "reference_policy": policy, "answers": "per composed query, in every mode"}
     for mode in modes:
-        queries, unit_query = mode_queries(rows, units, mode)
+        queries, _ = mode_queries(rows, units, mode)
         q = encode_queries(mode, queries)  # (Q, D)
-        targets = [{pos[t] for t in x["targets"]} for x in queries]
-        exclude = [pos[x["reference"]] if policy == "remove" and x["reference"] is not None and mode != "text"
-                   else None for x in queries]
-        ranked = rank_pessimistic(q, gallery, targets, exclude, max(topk, max(MAP_KS)))
+        index = {query_key(mode, x["image"], x["text"]): j for j, x in enumerate(queries)}
+        # one ranking per composed question: its mode query, its answers, its excluded image
+        rows_of_q = q[[index[query_key(mode, x["image"], x["text"])] for x in questions]]  # (C, D)
+        ranked = rank_pessimistic(rows_of_q, gallery, targets, exclude, max(topk, max(MAP_KS)))
         rankings = [[gallery_keys[i] for i in r] for r in ranked]
-        values[mode] = unit_values(rankings, queries, unit_query)
+        per_question = unit_values(rankings, [q["targets"] for q in questions])
+        values[mode] = {name: v[unit_question] for name, v in per_question.items()}
         out.update({f"{mode}/{name}": float(v.mean()) if len(v) else float("nan") for name, v in values[mode].items()})
         details[f"{mode}_queries"] = len(queries)
     details["per_query"] = {m: {name: v.tolist() for name, v in vs.items()} for m, vs in values.items()}
