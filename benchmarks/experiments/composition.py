@@ -3,8 +3,9 @@ on held-out composed queries with composed, image-only and text-only queries sid
 
     python benchmarks/experiments/composition.py --run runs/demo --out /tmp/composition \\
         [--test /tmp/heldout]     # also score on another held-out set (clipart_series.py)
+    [--arm e10:epochs=10]     # extra arms: the base recipe with other TrainConfig fields
 
-Arms (seed 0, batch 32, 3 epochs, lr 1e-3, temperature 0.02, frozen towers; the feature cache of
+Arms (seed 0, batch 32, 6 epochs, lr 1e-3, temperature 0.05, frozen towers: the demo's recipe; the feature cache of
 the run is reused): `combiner` (the demo's recipe, fusion=combiner, 4 negatives: the query image +
 3 mined), `sum` (the same with BGE-VL-style sum fusion), `frac25` / `frac50` (nested subsets of the
 train triplets, same epochs), `hn0` (no hard negatives: in-batch positives only). Scores: recall@1/5/10
@@ -27,7 +28,7 @@ import numpy as np
 from megapairs.evaluate.bootstrap import paired_bootstrap
 from megapairs.followup import RECALL_KS, _load, feature_cache
 
-BASE = {"epochs": 3, "batch_size": 32, "num_hard_negatives": 4, "fusion": "combiner", "seed": 0}
+BASE = {"epochs": 6, "temperature": 0.05, "batch_size": 32, "num_hard_negatives": 4, "fusion": "combiner", "seed": 0}
 ARMS = {"combiner": {}, "sum": {"fusion": "sum"}, "frac25": {"train_fraction": 0.25},
         "frac50": {"train_fraction": 0.5}, "hn0": {"num_hard_negatives": 0}}
 MODES = ("composed", "image", "text")
@@ -97,7 +98,15 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--test", action="append", default=[], help="another held-out triplets folder")
     ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--arm", action="append", default=[], metavar="NAME:FIELD=VALUE[,FIELD=VALUE]",
+                    help="an extra arm: BASE with these TrainConfig fields (YAML values), e.g. e6:epochs=6")
     args = ap.parse_args()
+    import yaml
+
+    for spec in args.arm:
+        name, _, fields = spec.partition(":")
+        ARMS[name] = {k: yaml.safe_load(v) for k, v in (f.split("=", 1) for f in fields.split(",") if f)}
+    names = [a for a in args.arms.split(",") if a] + [s.partition(":")[0] for s in args.arm]
     from megapairs.train.config import TrainConfig
     from megapairs.train.trainer import Trainer
 
@@ -105,7 +114,7 @@ def main() -> None:
     tests = {"validation split": root / "dataset", **{Path(t).name: Path(t) for t in args.test}}
     results: dict[str, Any] = {"zero-shot": score("offline:default", root, tests)}
     timings = {}
-    for arm in args.arms.split(","):
+    for arm in names:
         t0 = time.perf_counter()
         cfg = TrainConfig.from_dict({**BASE, **ARMS[arm], "data": str(root / "dataset"), "model": "offline:default",
                                      "feature_cache_dir": str(feature_cache(root))}, arm)
