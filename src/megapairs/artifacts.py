@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megapairs import __version__
-from megapairs.errors import UserError
+from megapairs.errors import UserError, damaged_parquet, is_damaged_parquet
 
 META_DIR = ".megapairs"
 MANIFEST = f"{META_DIR}/manifest.json"
@@ -150,6 +150,8 @@ class Artifact:
             if not overwrite:
                 self.refuse()
             self.clear()
+        elif self.is_started() and self.lineage().get("config_hash") != self.config_hash:
+            self.clear()  # nothing finished under the old config (its first shard failed): start afresh
         self.path.mkdir(parents=True, exist_ok=True)
         if not lineage_path.exists():
             atomic_write_json(
@@ -158,8 +160,13 @@ class Artifact:
             )
 
     def conflicts(self) -> bool:
-        """True when the folder holds output of another configuration than `config_hash`."""
-        return self.is_started() and self.lineage().get("config_hash") != self.config_hash
+        """True when the folder holds finished output (a shard or more) of another configuration than
+        `config_hash`. A folder whose shards all failed holds nothing to keep, so a fixed config takes it."""
+        return self.is_started() and self.lineage().get("config_hash") != self.config_hash \
+            and self.has_finished_work()
+
+    def has_finished_work(self) -> bool:
+        return self.is_complete() or any((self.path / DONE_DIR).glob("part-*.json"))
 
     def refuse(self) -> None:
         raise ArtifactError(
@@ -243,7 +250,13 @@ class Artifact:
         return [p for p in out if p.exists()]
 
     def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.shard_path(index), columns=columns)
+        path = self.shard_path(index)
+        try:
+            return pq.read_table(path, columns=columns)
+        except (pa.ArrowInvalid, OSError) as e:
+            if is_damaged_parquet(e):  # name the shard and its marker, not Arrow's "magic bytes"
+                raise damaged_parquet(path, e) from e
+            raise
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         for i in self.shard_indices():

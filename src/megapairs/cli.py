@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     from megapairs.output import json_stdout, print_json
 
     as_json = bool(getattr(args, "json", False))
-    debug = args.debug or os.environ.get("MEGAPAIRS_DEBUG", "") not in ("", "0")
+    from megapairs.errors import debug_requested
+
+    debug = debug_requested(args)
     with json_stdout() if as_json else contextlib.nullcontext():
         try:
             return int(args.func(args) or 0)
@@ -229,14 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             print("megapairs: interrupted; rerun the same command to resume", file=sys.stderr)
             return 130
         except Exception as e:  # one line for the user; the traceback with --debug
-            from megapairs.errors import describe
+            from megapairs.errors import describe, print_error
 
-            code, line = describe(e)
-            if debug:
-                traceback.print_exc(file=sys.stderr)
-            print(f"megapairs: error: {line}", file=sys.stderr)
+            code = print_error(e, debug=debug)
             if as_json:
-                print_json({"error": line, "exit_code": code})
+                print_json({"error": describe(e)[1], "exit_code": code})
             return code
 
 

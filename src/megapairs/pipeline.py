@@ -11,7 +11,7 @@ from typing import Any
 from megapairs.artifacts import Artifact, ArtifactError
 from megapairs.config import PipelineConfig, save_config
 from megapairs.configbase import ConfigError
-from megapairs.errors import UserError
+from megapairs.errors import FOLDER_STAGE, UserError
 from megapairs.executors import make_executor
 from megapairs.stages import Stage, run_stage
 
@@ -51,6 +51,34 @@ def check_accepted(stages: list[Stage], overwrite: bool) -> None:
             return  # rebuilt in this run: what follows cannot be compared yet
 
 
+def check_output_folder(root: Path, stage: Stage) -> None:
+    """Refuse an output folder (`--out`) that is the run, holds it, lies in one of its artifacts, or
+    holds files megapairs did not write: the stage claims its output folder, and --overwrite deletes it."""
+    out, run = stage.output_path.resolve(), Path(root).resolve()
+    default = (run / stage.name).resolve()
+    if out == default:
+        return
+    flag = f"--out {stage.output_path}"
+    fix = f"give a new folder outside the run's artifacts (the default is {Path(root) / stage.name})"
+    if out == run or out in run.parents:
+        raise UserError(f"{flag} is the run folder {root} or a folder above it; writing there would mix the "
+                        f"{stage.kind} with the run's artifacts", hint=fix)
+    taken = {run / name for name in FOLDER_STAGE} | \
+        ({p for p in run.iterdir() if p.is_dir() and (p / ".megapairs").is_dir()} if run.is_dir() else set())
+    for folder in sorted(taken):
+        if out == folder or folder in out.parents:
+            raise UserError(f"{flag} is inside the run's {folder.name} artifact ({folder}); the {stage.kind} "
+                            f"would overwrite it", hint=fix)
+    if out.is_dir() and any(out.iterdir()):
+        if not Artifact(out).is_started():
+            raise UserError(f"{flag} is a folder with other files in it, not a megapairs {stage.kind}",
+                            hint="give a new or empty folder (a megapairs output folder is replaced as a whole "
+                            "on --overwrite)")
+        kind = Artifact(out).manifest().get("kind") if Artifact(out).is_complete() else stage.kind
+        if kind != stage.kind:
+            raise UserError(f"{flag} holds a megapairs {kind} artifact, not a {stage.kind}", hint=fix)
+
+
 def check_usable_corpus(root: Path) -> None:
     """Stop with a clear line when ingest found nothing to embed or pair (instead of FAISS's k > 0)."""
     corpus = Artifact(root / "corpus")
@@ -81,10 +109,17 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     if only:
         names = [s for s in names if s in only]
     stages = {n: make_stage(n, root, config, (outputs or {}).get(n)) for n in names}
+    for name in outputs or {}:
+        if name in stages:
+            check_output_folder(root, stages[name])
     check_accepted(list(stages.values()), overwrite)
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
-    save_config(config, root / "config.yaml")  # accepted: from here a plain rerun resumes this config
+    saved = root / "config.yaml"
+    # Accepted: from here a plain rerun resumes this config. An output written elsewhere (--out) is
+    # not the run's own, so it leaves the run's config as it was.
+    if not any(n in stages for n in outputs or {}) or not saved.exists():
+        save_config(config, saved)
     manifests = {}
     for name, stage in stages.items():
         if name in ("embed", "mine"):

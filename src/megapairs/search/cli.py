@@ -8,7 +8,6 @@ callable taking the parsed args and returning an exit code. Run standalone with
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
@@ -64,23 +63,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _friendly(cmd):
-    """Known user errors (missing index, wrong model, bad gallery) -> one line on stderr, exit 2."""
-
-    @functools.wraps(cmd)
-    def run(args: argparse.Namespace) -> int:
-        from megapairs.registry import SpecError
-        from megapairs.search.index import SearchIndexError
-
-        try:
-            return cmd(args)
-        except (SearchIndexError, SpecError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _retriever(spec: str):
     from megapairs.models.base import load_retriever
 
@@ -107,7 +89,6 @@ def _training_feature_cache(spec: str) -> str | None:
     return None
 
 
-@_friendly
 def cmd_index(args: argparse.Namespace) -> int:
     from megapairs.search.index import GalleryIndex, IndexOptions
 
@@ -129,17 +110,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def cmd_search(args: argparse.Namespace) -> int:
     from megapairs.search.gallery import content_id
     from megapairs.search.index import GalleryIndex
 
+    from megapairs.errors import UserError
+
     if args.image is None and args.text is None:
-        print("error: give --image, --text, or both", file=sys.stderr)
-        return 2
+        raise UserError("give --image, --text, or both")
     if args.image is not None and not Path(args.image).expanduser().is_file():
-        print(f"error: query image {args.image} does not exist", file=sys.stderr)
-        return 2
+        raise UserError(f"query image {args.image} does not exist")
     idx = GalleryIndex.load(args.index, _retriever(_index_spec(args.index, args.model)), nprobe=args.nprobe)
     image = str(Path(args.image).expanduser()) if args.image is not None else None
     # As the web API does: the query picture itself is never one of its own hits.
@@ -156,15 +136,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
         from megapairs.search.server import create_app
     except ImportError as e:
-        print(f"error: serving needs the serve extra: pip install 'megapairs[serve]' ({e})", file=sys.stderr)
-        return 2
+        from megapairs.errors import UserError
+
+        raise UserError(f"serving needs the serve extra: pip install 'megapairs[serve]' ({e})") from None
     retriever = _retriever(_index_spec(args.index, args.model))
     app = create_app(args.index, retriever, max_upload_bytes=int(args.max_upload_mb * MB))
     print(f"serving {args.index} on http://{args.host}:{args.port}/", file=sys.stderr)
@@ -176,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="megapairs-search")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    from megapairs.errors import run_entry
+
+    return run_entry(args.func, args, "megapairs-search")
 
 
 if __name__ == "__main__":
