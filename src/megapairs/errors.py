@@ -100,13 +100,25 @@ def is_damaged_parquet(exc: BaseException) -> bool:
 
 
 def shard_marker(path: Path) -> Path | None:
-    """The completion marker of the artifact shard that `path` belongs to (None if it is not one)."""
-    m = re.match(r"(part-\d+)", path.name)
-    if not m:
-        return None
+    """The completion marker of the artifact shard that `path` belongs to (None if it is not one):
+    the marker listing the file (an export's split folders number their parts apart from the shards),
+    else the one of the same part name."""
+    import json
+
+    path = Path(path).absolute()
     for folder in path.parents:
-        if (folder / ".megapairs").is_dir():
-            return folder / ".megapairs" / "done" / f"{m.group(1)}.json"
+        done = folder / ".megapairs" / "done"
+        if not (folder / ".megapairs").is_dir():
+            continue
+        rel = str(path.relative_to(folder))
+        for marker in sorted(done.glob("part-*.json")):
+            try:
+                if rel in json.loads(marker.read_text()).get("files", []):
+                    return marker
+            except (OSError, ValueError, AttributeError):
+                continue
+        m = re.match(r"(part-\d+)", path.name)
+        return done / f"{m.group(1)}.json" if m and path.parent == folder else None
     return None
 
 
@@ -125,9 +137,9 @@ def damaged_parquet(path: Path | str | None, exc: BaseException) -> DamagedFile:
         return DamagedFile(f"{path} is damaged ({reason})", hint="re-create or re-copy it")
     art = marker.parent.parent.parent
     stage = FOLDER_STAGE.get(art.name)
-    again = f"`megapairs {stage} --run {art.parent} --overwrite`" if stage else "the stage with --overwrite"
+    again = f"`megapairs {stage} --run {art.parent}`" if stage else "its stage"
     return DamagedFile(f"shard {path} is damaged ({reason})",
-                       hint=f"delete {marker} and rerun to rewrite that shard, or rerun {again}")
+                       hint=f"delete its marker {marker} and rerun {again} to rewrite that shard")
 
 
 def _faiss_message(exc: BaseException) -> str | None:

@@ -126,6 +126,8 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
             check_usable_corpus(root)
         log.info("stage %s", name)
         manifests[name] = run_stage(stage, executor, overwrite=overwrite)
+        if name == "ingest":
+            check_usable_corpus(root)  # a corpus nothing can be mined from is an error here, not at embed
     f = config.followup
     if "export" in stages and not only and (f.train or f.evaluate or f.index):
         from megapairs.followup import run_followup

@@ -76,13 +76,14 @@ class Stage(ABC):
 
 
 def run_stage(stage: Stage, executor: Any = None, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run (or resume) a stage: skip shards whose marker exists, then write the manifest."""
+    """Run (or resume) a stage: skip shards whose marker exists, then write the manifest. A finished
+    stage whose shard marker was deleted (a damaged shard, see errors.damaged_parquet) redoes that shard."""
     from megapairs.executors import LocalExecutor
 
     executor = executor or LocalExecutor()
     art = stage.output()
     art.begin(overwrite=overwrite)
-    if art.is_complete() and not overwrite:
+    if art.is_complete() and not overwrite and len(art.done_shards()) >= art.manifest()["num_shards"]:
         log.info("%s: already complete (%s), skipping", stage.name, art.path)
         return art.manifest()
     art.manifest_path.unlink(missing_ok=True)
