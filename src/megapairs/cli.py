@@ -45,8 +45,34 @@ def _stage_overrides(args) -> list[str]:
         key = item.split("=", 1)[0]
         if section and "=" in item and key.split(".")[0] not in SECTIONS:
             item = f"{section}.{item}"
+        elif not section and "=" in item and "." not in key and key not in _top_fields():
+            _unsectioned(item, key)
         out.append(item)
     return out
+
+
+def _top_fields() -> set[str]:
+    import dataclasses
+
+    from megapairs.config import PipelineConfig
+
+    return {f.name for f in dataclasses.fields(PipelineConfig)}
+
+
+def _unsectioned(item: str, key: str) -> None:
+    """`megapairs run k=30`: say which section(s) have a field `k` (`mine.k=30`)."""
+    import dataclasses
+
+    from megapairs.config import PipelineConfig
+    from megapairs.configbase import ConfigError
+
+    root = PipelineConfig()
+    owners = [f.name for f in dataclasses.fields(root)
+              if dataclasses.is_dataclass(getattr(root, f.name))
+              and key in {g.name for g in dataclasses.fields(getattr(root, f.name))}]
+    example = " or ".join(f"{o}.{item}" for o in owners) if owners else f"mine.{item}"
+    raise ConfigError(f"override {item!r} names no section" + ("" if owners else f" (no section has a field {key!r})"),
+                      hint=f"write section.field=value, e.g. {example}")
 
 
 STAGE_SECTION = {"ingest": "ingest", "embed": "embed", "mine": "mine", "annotate": "annotate", "export": "export"}

@@ -147,8 +147,8 @@ def _faiss_message(exc: BaseException) -> str | None:
     text = str(exc)
     if not isinstance(exc, RuntimeError) or "faiss" not in text.lower() or not text.startswith("Error in "):
         return None
-    tail = text.split("failed:", 1)[1] if "failed:" in text else text.split(": Error: ", 1)[-1]
-    return _first_line(tail) or _first_line(text)
+    found = re.search(r" at \S+:\d+: (?:Error: '.*?' failed: )?(.*)", text, re.S)
+    return _first_line(found.group(1)) if found and found.group(1).strip() else _first_line(text)
 
 
 def _connect_url(exc: BaseException) -> str | None:

@@ -253,3 +253,38 @@ def one_line(err: str, prog: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith(f"{prog}: error: ")]
     assert len(lines) == 1 and err.rstrip().endswith(lines[0]) and "Traceback" not in err, err
     return lines[0]
+
+
+def test_run_overrides_name_their_section(tmp_path, capsys) -> None:
+    assert main(["run", "--run", str(tmp_path / "r"), "--preset", "tiny", "k=3"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "names no section" in line and "mine.k=3" in line
+    assert main(["run", "--run", str(tmp_path / "r"), "--preset", "tiny", "mine.k=abc"]) == 2
+    assert "error: mine.k: expected an integer" in one_error_line(capsys.readouterr().err)  # not PipelineConfig.
+    assert not (tmp_path / "r").exists()
+
+
+def test_index_and_serve_options_fail_before_the_model_loads(tmp_path, monkeypatch, capsys) -> None:
+    import socket
+
+    import megapairs.search.cli as search_cli
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not load before the options are checked")
+
+    monkeypatch.setattr(search_cli, "_retriever", no_model)
+    gallery = make_image_folder(tmp_path / "g", n_per=1)
+    assert main(["index", "--gallery", str(gallery), "--out", str(tmp_path / "i"), "--model", "x:y",
+                 "--faiss", "bogus"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--faiss 'bogus'" in line and "HNSW32" in line
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("fastapi")
+    assert main(["serve", "--index", str(tmp_path / "i"), "--port", "99999"]) == 2
+    assert "--port 99999 is not a TCP port" in one_error_line(capsys.readouterr().err)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--index", str(tmp_path / "i"), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in one_error_line(capsys.readouterr().err)

@@ -89,10 +89,43 @@ def _training_feature_cache(spec: str) -> str | None:
     return None
 
 
+def check_faiss_kind(kind: str) -> None:
+    """`--faiss` is auto, flat, ivf, or a factory string FAISS can parse (the dimension aside)."""
+    if kind.strip().lower() in ("auto", "flat", "ivf"):
+        return
+    import faiss
+
+    from megapairs.errors import UserError
+
+    try:
+        faiss.index_factory(64, kind.strip(), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        if "could not parse" in str(e):
+            raise UserError(f"--faiss {kind!r} is not auto, flat, ivf or a FAISS factory string",
+                            hint="e.g. --faiss flat, --faiss ivf, --faiss IVF1024,Flat or --faiss HNSW32") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """--port must be 0..65535 and free on --host."""
+    import socket
+
+    from megapairs.errors import UserError
+
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port", hint="give 1..65535, e.g. --port 8000")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})",
+                        hint="pick another --port, stop the server using it, or fix --host") from None
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from megapairs.search.index import GalleryIndex, IndexOptions
 
     options = IndexOptions(kind=args.faiss, ivf_threshold=args.ivf_threshold, nlist=args.nlist, nprobe=args.nprobe)
+    check_faiss_kind(args.faiss)  # before the gallery is embedded, not after
     retriever = _retriever(args.model)
     cache = args.feature_cache or _training_feature_cache(args.model)
     if cache and hasattr(retriever, "feature_cache_dir"):
@@ -145,6 +178,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from megapairs.errors import UserError
 
         raise UserError(f"serving needs the serve extra: pip install 'megapairs[serve]' ({e})") from None
+    check_port(args.host, args.port)  # before the model loads
     retriever = _retriever(_index_spec(args.index, args.model))
     app = create_app(args.index, retriever, max_upload_bytes=int(args.max_upload_mb * MB))
     print(f"serving {args.index} on http://{args.host}:{args.port}/", file=sys.stderr)
