@@ -288,3 +288,13 @@ def test_index_and_serve_options_fail_before_the_model_loads(tmp_path, monkeypat
         port = busy.getsockname()[1]
         assert main(["serve", "--index", str(tmp_path / "i"), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_json_array_source_is_read_as_json(tmp_path, capsys) -> None:
+    images = make_image_folder(tmp_path / "images", n_per=1)
+    rows = [{"image": str(p.relative_to(tmp_path)), "caption": f"picture {i}"}
+            for i, p in enumerate(sorted(images.rglob("*.png")))]
+    source = tmp_path / "list.json"
+    source.write_text(json.dumps(rows, indent=1))  # one object over several lines, as editors write it
+    assert main(["ingest", "--run", str(tmp_path / "r"), "--preset", "tiny", f"ingest.source={source}"]) == 0
+    assert '"ok": 12' in capsys.readouterr().out

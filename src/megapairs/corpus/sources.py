@@ -63,6 +63,8 @@ def list_table(path: Path, image_column: str, caption_column: str) -> list[Item]
         rows = table.to_pylist() if table.num_rows < 50_000 else None
         if rows is None:
             rows = [dict(zip(table.column_names, r)) for r in zip(*(table.column(c).to_pylist() for c in table.column_names))]
+    elif path.suffix == ".json" and (doc := _json_rows(path)) is not None:
+        rows = doc
     else:
         rows = []
         with open(path) as f:
@@ -93,6 +95,23 @@ def list_table(path: Path, image_column: str, caption_column: str) -> list[Item]
                       "caption": caption if isinstance(caption, str) else "",
                       **({"error": row["__error__"]} if "__error__" in row else {})})
     return items
+
+
+def _json_rows(path: Path) -> list[dict[str, Any]] | None:
+    """The rows of a .json document (a list, or {"data"|"rows": [...]}); None when the file is JSON Lines
+    under a .json name (read line by line instead)."""
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if isinstance(doc, dict):
+        if "data" not in doc and "rows" not in doc:
+            return None  # one JSON Lines record
+        doc = doc.get("data", doc.get("rows"))
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise SourceError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}}) with "
+                          "image and caption fields, or JSON Lines")
+    return doc
 
 
 def _read_tar_members(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
