@@ -298,3 +298,24 @@ def test_a_json_array_source_is_read_as_json(tmp_path, capsys) -> None:
     source.write_text(json.dumps(rows, indent=1))  # one object over several lines, as editors write it
     assert main(["ingest", "--run", str(tmp_path / "r"), "--preset", "tiny", f"ingest.source={source}"]) == 0
     assert '"ok": 12' in capsys.readouterr().out
+
+
+def test_train_out_inside_an_artifact_is_refused(exported_run, capsys) -> None:
+    run, _ = exported_run
+    before = fingerprint(run / "dataset")
+    for out in (run / "dataset", run / "dataset" / "ft", run / "corpus"):
+        assert main(["train", "--data", str(run / "dataset"), "--model", "offline:default", "--out", str(out),
+                     "max_steps=1"]) == 2
+        assert "inside the megapairs artifact" in one_error_line(capsys.readouterr().err)
+    assert fingerprint(run / "dataset") == before
+    # A run folder is the data of train and of the triplets benchmark alike; batch_size names train.
+    assert main(["train", "--data", str(run), "--model", "offline:default", "--out", str(run.parent / "ft"),
+                 "batch_size=999"]) == 2
+    assert "train.batch_size: 999 exceeds the" in one_error_line(capsys.readouterr().err)
+
+
+def test_triplets_benchmark_takes_a_run_folder(exported_run) -> None:
+    from megapairs.evaluate.triplets import load_rows
+
+    run, _ = exported_run
+    assert load_rows(run) == load_rows(run / "dataset") and load_rows(run)

@@ -67,10 +67,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="field=value, e.g. lr=1e-5 batch_size=64 lora_r=32")
 
 
+def check_out(out: str | Path, data: str | None) -> None:
+    """--out is a folder of its own: not inside a megapairs artifact (a run's corpus, dataset, ...) nor
+    inside the training data, where checkpoints would mix with what other commands read."""
+    from megapairs.errors import UserError
+
+    o = Path(out).expanduser().resolve()
+    fix = "give a folder of its own, e.g. --out runs/ft"
+    for folder in (o, *o.parents):
+        if (folder / ".megapairs").is_dir():
+            raise UserError(f"--out {out} is inside the megapairs artifact {folder}", hint=fix)
+    if data and not str(data).startswith(("hf:", "hf://")):
+        d = Path(data).expanduser().resolve()
+        if o == d or d in o.parents:
+            raise UserError(f"--out {out} is inside the training data {data}", hint=fix)
+
+
 def run(args: argparse.Namespace) -> int:
     from megapairs.train.trainer import Trainer
 
     cfg = build_config(args)  # errors go to the one-line handler (megapairs.cli.main or errors.run_entry)
+    check_out(args.out, cfg.data)
     result = Trainer(cfg, args.out, overwrite=args.overwrite).fit()
     from megapairs.output import emit
 
