@@ -79,6 +79,27 @@ def check_output_folder(root: Path, stage: Stage) -> None:
             raise UserError(f"{flag} holds a megapairs {kind} artifact, not a {stage.kind}", hint=fix)
 
 
+def config_changes(saved: Path, config: PipelineConfig, limit: int = 6) -> list[str]:
+    """`section.field: old -> new` for what differs from a run's saved config.yaml (at most `limit`)."""
+    import yaml
+
+    try:
+        old = yaml.safe_load(saved.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+
+    walk(old, yaml.safe_load(yaml.safe_dump(config.to_dict())), "")
+    return out[:limit] + ([f"and {len(out) - limit} more"] if len(out) > limit else [])
+
+
 def check_usable_corpus(root: Path) -> None:
     """Stop with a clear line when ingest found nothing to embed or pair (instead of FAISS's k > 0)."""
     corpus = Artifact(root / "corpus")
@@ -112,7 +133,13 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     for name in outputs or {}:
         if name in stages:
             check_output_folder(root, stages[name])
-    check_accepted(list(stages.values()), overwrite)
+    try:
+        check_accepted(list(stages.values()), overwrite)
+    except ArtifactError as e:
+        changed = config_changes(root / "config.yaml", config)
+        if not changed:
+            raise
+        raise ArtifactError(f"{e} Changed since the run's config.yaml: {'; '.join(changed)}") from None
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
     saved = root / "config.yaml"

@@ -319,3 +319,12 @@ def test_triplets_benchmark_takes_a_run_folder(exported_run) -> None:
 
     run, _ = exported_run
     assert load_rows(run) == load_rows(run / "dataset") and load_rows(run)
+
+
+def test_a_refused_config_change_says_what_changed(tmp_path, capsys) -> None:
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    run = tmp_path / "run"
+    assert main(["ingest", "--run", str(run), "--preset", "tiny", f"ingest.source={source}"]) == 0
+    assert main(["ingest", "--run", str(run), "shard_size=5", "limit=40"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "ingest.shard_size: 16 -> 5" in line and "ingest.limit: 48 -> 40" in line and "--overwrite" in line
