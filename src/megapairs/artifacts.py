@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megapairs import __version__
-from megapairs.errors import UserError, damaged_parquet, is_damaged_parquet
+from megapairs.errors import UserError, damaged_json, damaged_parquet, is_damaged_parquet
 
 META_DIR = ".megapairs"
 MANIFEST = f"{META_DIR}/manifest.json"
@@ -97,7 +97,10 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:  # cut short (a full disk, a killed copy): name the file
+        raise damaged_json(Path(path), e) from None
 
 
 def write_table(path: Path, table: pa.Table) -> None:

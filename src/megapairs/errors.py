@@ -142,6 +142,16 @@ def damaged_parquet(path: Path | str | None, exc: BaseException) -> DamagedFile:
                        hint=f"delete its marker {marker} and rerun {again} to rewrite that shard")
 
 
+def damaged_json(path: Path, exc: ValueError) -> DamagedFile:
+    """A bookkeeping JSON file (marker, manifest, lineage) that no longer parses."""
+    reason = getattr(exc, "msg", None) or _first_line(str(exc))
+    art = path.parent.parent if path.parent.name == "done" else path.parent
+    art = art.parent if art.name == ".megapairs" else art
+    stage = FOLDER_STAGE.get(art.name)
+    again = f"rerun `megapairs {stage} --run {art.parent}`" if stage else "rerun the command that wrote it"
+    return DamagedFile(f"{path} is damaged (not JSON: {reason})", hint=f"delete it and {again} to rewrite it")
+
+
 def _faiss_message(exc: BaseException) -> str | None:
     """The message of a FAISS C++ error (`Error in ... at .../faiss/...: Error: '...' failed: MSG`)."""
     text = str(exc)

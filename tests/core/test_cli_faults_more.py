@@ -328,3 +328,17 @@ def test_a_refused_config_change_says_what_changed(tmp_path, capsys) -> None:
     assert main(["ingest", "--run", str(run), "shard_size=5", "limit=40"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "ingest.shard_size: 16 -> 5" in line and "ingest.limit: 48 -> 40" in line and "--overwrite" in line
+
+
+def test_a_damaged_manifest_is_named_and_the_hint_works(exported_run, capsys) -> None:
+    run, _ = exported_run
+    manifest = run / "pairs" / ".megapairs" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:20])  # cut short
+    for argv in (["status", str(run)], ["annotate", "--run", str(run)]):
+        assert main(argv) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{manifest} is damaged" in line and f"megapairs mine --run {run}" in line
+    manifest.unlink()
+    assert main(["mine", "--run", str(run)]) == 0
+    assert main(["run", "--run", str(run), "--no-report"]) == 0  # everything downstream still matches
+    assert "dataset: " in capsys.readouterr().out
