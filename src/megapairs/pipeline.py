@@ -51,6 +51,11 @@ def check_accepted(stages: list[Stage], overwrite: bool) -> None:
             return  # rebuilt in this run: what follows cannot be compared yet
 
 
+def _foreign_files(folder: Path) -> bool:
+    """A non-empty folder that is not a megapairs artifact (a user's own `dataset/`, say)."""
+    return folder.is_dir() and any(folder.iterdir()) and not Artifact(folder).is_started()
+
+
 def check_output_folder(root: Path, stage: Stage) -> None:
     """Refuse an output folder (`--out`) that is the run, holds it, lies in one of its artifacts, or
     holds files megapairs did not write: the stage claims its output folder, and --overwrite deletes it."""
@@ -70,7 +75,7 @@ def check_output_folder(root: Path, stage: Stage) -> None:
             raise UserError(f"{flag} is inside the run's {folder.name} artifact ({folder}); the {stage.kind} "
                             f"would overwrite it", hint=fix)
     if out.is_dir() and any(out.iterdir()):
-        if not Artifact(out).is_started():
+        if _foreign_files(out):
             raise UserError(f"{flag} is a folder with other files in it, not a megapairs {stage.kind}",
                             hint="give a new or empty folder (a megapairs output folder is replaced as a whole "
                             "on --overwrite)")
@@ -130,9 +135,13 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     if only:
         names = [s for s in names if s in only]
     stages = {n: make_stage(n, root, config, (outputs or {}).get(n)) for n in names}
-    for name in outputs or {}:
-        if name in stages:
-            check_output_folder(root, stages[name])
+    for name, stage in stages.items():
+        if name in (outputs or {}):
+            check_output_folder(root, stage)
+        elif _foreign_files(stage.output_path):
+            raise UserError(f"{stage.output_path} holds files megapairs did not write (no .megapairs/ folder); "
+                            f"the {name} stage writes its {stage.kind} there",
+                            hint="use a new run folder (--run), or move those files away")
     try:
         check_accepted(list(stages.values()), overwrite)
     except ArtifactError as e:

@@ -342,3 +342,16 @@ def test_a_damaged_manifest_is_named_and_the_hint_works(exported_run, capsys) ->
     assert main(["mine", "--run", str(run)]) == 0
     assert main(["run", "--run", str(run), "--no-report"]) == 0  # everything downstream still matches
     assert "dataset: " in capsys.readouterr().out
+
+
+def test_a_run_folder_with_a_users_own_dataset_folder_is_not_taken_over(tmp_path, tiny_overrides, capsys) -> None:
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    project = tmp_path / "project"
+    (project / "dataset").mkdir(parents=True)
+    (project / "dataset" / "labels.csv").write_text("mine")
+    argv = ["run", "--run", str(project), "--preset", "tiny", "--no-report", f"ingest.source={source}",
+            *tiny_overrides]
+    assert main([*argv, "--overwrite"]) == 2
+    assert "holds files megapairs did not write" in one_error_line(capsys.readouterr().err)
+    assert [p.name for p in (project / "dataset").iterdir()] == ["labels.csv"]
+    assert main([*argv, "--until", "annotate"]) == 0  # the stages before it are not affected
