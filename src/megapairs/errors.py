@@ -86,7 +86,7 @@ def _first_line(text: str) -> str:
     return " ".join(lines[:1]) if lines else ""
 
 
-# Stage folder in a run -> the command that writes it (for "rerun `megapairs ingest --overwrite`").
+# Stage folder in a run -> the command that writes it (for "rerun `megapairs ingest --run RUN`").
 FOLDER_STAGE = {"corpus": "ingest", "embeddings": "embed", "pairs": "mine", "annotations": "annotate",
                 "dataset": "export"}
 PARQUET_DAMAGE = ("Parquet magic bytes", "Couldn't deserialize thrift", "Parquet file size is 0",
@@ -130,7 +130,8 @@ def damaged_parquet(path: Path | str | None, exc: BaseException) -> DamagedFile:
     reason = next((p for p in PARQUET_DAMAGE if p in str(exc)), "unreadable")
     if path is None:
         return DamagedFile(f"a Parquet file is damaged ({reason})",
-                           hint="rerun the stage that wrote it with --overwrite (--debug names the file)")
+                           hint="--debug shows which; delete its shard marker (.megapairs/done/part-N.json) and "
+                           "rerun its stage to rewrite it")
     path = Path(path)
     marker = shard_marker(path)
     if marker is None:
@@ -183,7 +184,8 @@ def _library(exc: BaseException) -> tuple[int, str] | None:
     if type(exc).__name__ in ("ConnectError", "ConnectTimeout") or isinstance(exc, ConnectionRefusedError):
         url = _connect_url(exc)
         where = f" at {url}" if url else ""
-        return 1, (f"connection refused{where} ({type(exc).__name__}: {_first_line(str(exc))}); is the server "
+        what = "timed out connecting" if "Timeout" in type(exc).__name__ else "connection refused"
+        return 1, (f"{what}{where} ({type(exc).__name__}: {_first_line(str(exc))}); is the server "
                    f"running{where}? start it or fix the URL, then {RESUME_HINT}")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {exc.filename}" if exc.filename else ""
