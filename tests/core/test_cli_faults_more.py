@@ -355,3 +355,14 @@ def test_a_run_folder_with_a_users_own_dataset_folder_is_not_taken_over(tmp_path
     assert "holds files megapairs did not write" in one_error_line(capsys.readouterr().err)
     assert [p.name for p in (project / "dataset").iterdir()] == ["labels.csv"]
     assert main([*argv, "--until", "annotate"]) == 0  # the stages before it are not affected
+
+
+def test_status_and_inspect_point_at_the_right_folder(exported_run, capsys) -> None:
+    run, _ = exported_run
+    assert main(["status", str(run / "pairs")]) == 2
+    assert f"megapairs status {run}" in one_error_line(capsys.readouterr().err)
+    assert main(["inspect", str(run / "pairs" / "part-00000.parquet")]) == 2
+    assert f"megapairs inspect {run / 'pairs'}" in one_error_line(capsys.readouterr().err)
+    assert main(["inspect", str(run / "pairs"), "--columns", "query_id", "bogus"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "no column 'bogus'" in line and "target_id" in line and "FieldRef" not in line
