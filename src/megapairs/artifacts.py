@@ -182,6 +182,30 @@ class Artifact:
         if self.path.exists():
             shutil.rmtree(self.path)
 
+    # -- --overwrite without losing the old output to a failed first shard ------------------------
+    @property
+    def aside_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.replaced")
+
+    def set_aside(self) -> Path:
+        """Move the folder out of the way (a rename) instead of deleting it, until the new run has
+        finished a shard: see `settle_aside`."""
+        shutil.rmtree(self.aside_path, ignore_errors=True)
+        os.replace(self.path, self.aside_path)
+        return self.aside_path
+
+    def settle_aside(self) -> bool:
+        """Drop the set-aside folder once the new output holds finished work, else put it back.
+        Returns True when the old folder was restored."""
+        if not self.aside_path.is_dir():
+            return False
+        if self.path.is_dir() and self.has_finished_work():
+            shutil.rmtree(self.aside_path, ignore_errors=True)
+            return False
+        self.clear()
+        os.replace(self.aside_path, self.path)
+        return True
+
     # -- shards ---------------------------------------------------------------------------------
     def shard_path(self, index: int, suffix: str = ".parquet") -> Path:
         return self.path / f"{shard_name(index)}{suffix}"

@@ -105,6 +105,26 @@ def config_changes(saved: Path, config: PipelineConfig, limit: int = 6) -> list[
     return out[:limit] + ([f"and {len(out) - limit} more"] if len(out) > limit else [])
 
 
+def _keep_old_config(root: Path, failed: Stage, previous: bytes | None) -> None:
+    """A failed --overwrite put the old output back (see stages.run_stage): when the whole run folder
+    still matches the config.yaml it had, write that back too, so a plain rerun is not refused."""
+    if previous is None or not failed.output_path.is_dir():
+        return
+    try:
+        if Artifact(failed.output_path).lineage().get("config_hash") == failed.output().config_hash:
+            return  # the new output stayed (it finished a shard): the new config is the run's
+        import yaml
+
+        from megapairs.artifacts import atomic_write_bytes
+
+        old = PipelineConfig.from_dict(yaml.safe_load(previous) or {})
+        old_stages = [make_stage(n, root, old) for n in available_stages(old)]
+        check_accepted(old_stages, overwrite=False)  # raises if anything no longer matches it
+    except Exception:  # noqa: BLE001 - best effort; the original error is what the user sees
+        return
+    atomic_write_bytes(root / "config.yaml", previous)
+
+
 def check_usable_corpus(root: Path) -> None:
     """Stop with a clear line when ingest found nothing to embed or pair (instead of FAISS's k > 0)."""
     corpus = Artifact(root / "corpus")
@@ -152,16 +172,21 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
     saved = root / "config.yaml"
+    previous = saved.read_bytes() if saved.exists() else None
     # Accepted: from here a plain rerun resumes this config. An output written elsewhere (--out) is
     # not the run's own, so it leaves the run's config as it was.
-    if not any(n in stages for n in outputs or {}) or not saved.exists():
+    if not any(n in stages for n in outputs or {}) or previous is None:
         save_config(config, saved)
     manifests = {}
     for name, stage in stages.items():
         if name in ("embed", "mine"):
             check_usable_corpus(root)
         log.info("stage %s", name)
-        manifests[name] = run_stage(stage, executor, overwrite=overwrite)
+        try:
+            manifests[name] = run_stage(stage, executor, overwrite=overwrite)
+        except BaseException:
+            _keep_old_config(root, stage, previous)
+            raise
         if name == "ingest":
             check_usable_corpus(root)  # a corpus nothing can be mined from is an error here, not at embed
     f = config.followup

@@ -24,7 +24,8 @@ def run_status_data(root: Path) -> dict[str, Any]:
         raise UserError(f"{root} is an artifact folder, not a run folder",
                         hint=f"give the run: `megapairs status {root.parent}` (or `megapairs inspect {root}`)")
     names = ARTIFACT_ORDER + sorted(p.name for p in root.iterdir()
-                                    if p.is_dir() and Artifact(p).is_started() and p.name not in ARTIFACT_ORDER)
+                                    if p.is_dir() and not p.name.startswith(".")
+                                    and Artifact(p).is_started() and p.name not in ARTIFACT_ORDER)
     artifacts: dict[str, Any] = {}
     for name in names:
         art = Artifact(root / name)

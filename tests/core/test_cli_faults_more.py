@@ -366,3 +366,20 @@ def test_status_and_inspect_point_at_the_right_folder(exported_run, capsys) -> N
     assert main(["inspect", str(run / "pairs"), "--columns", "query_id", "bogus"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "no column 'bogus'" in line and "target_id" in line and "FieldRef" not in line
+
+
+def test_overwrite_keeps_the_old_output_until_the_new_one_finishes_a_shard(exported_run, capsys) -> None:
+    from megapairs.annotate.llamacpp import free_port
+
+    run, _ = exported_run
+    before = fingerprint(run / "annotations")
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    assert main(["annotate", "--run", str(run), "--overwrite", f"annotate.writer=openai-completions:{url}#m",
+                 "annotate.retries=1", "annotate.backoff_s=0.01", "annotate.backoff_max_s=0.02"]) == 1
+    assert url in one_error_line(capsys.readouterr().err)
+    assert fingerprint(run / "annotations") == before  # the old annotations are back, byte for byte
+    assert not (run / ".annotations.replaced").exists()
+    assert main(["run", "--run", str(run), "--no-report"]) == 0  # and the run is whole
+    # A successful --overwrite replaces the old output and leaves nothing aside.
+    assert main(["annotate", "--run", str(run), "--overwrite", "annotate.shard_size=7"]) == 0
+    assert fingerprint(run / "annotations") != before and not (run / ".annotations.replaced").exists()
