@@ -93,6 +93,11 @@ PARQUET_DAMAGE = ("Parquet magic bytes", "Couldn't deserialize thrift", "Parquet
                   "Unexpected end of stream", "Invalid column metadata", "is not a parquet file")
 
 
+# What torch says when a CUDA device is asked for on a machine without one.
+NO_CUDA = ("Torch not compiled with CUDA enabled", "_cuda_setDevice", "Found no NVIDIA driver",
+           "No CUDA GPUs are available", "CUDA driver initialization failed")
+
+
 def is_damaged_parquet(exc: BaseException) -> bool:
     """An Arrow error that says a Parquet file is cut short or is not Parquet (not a missing file)."""
     return isinstance(exc, (ValueError, OSError)) and not isinstance(exc, FileNotFoundError) \
@@ -177,6 +182,13 @@ def _library(exc: BaseException) -> tuple[int, str] | None:
     if type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc):
         return 1, (f"the GPU ran out of memory ({_first_line(str(exc))[:120]}); lower the batch size "
                    f"(e.g. embed.batch_size, train batch_size or grad_cache_chunk, --batch-size) and {RESUME_HINT}")
+    text = str(exc)
+    if any(m in text for m in NO_CUDA):
+        return 2, (f"CUDA is not available here ({_first_line(text)[:100]}); set the device to cpu (embed.device=cpu, "
+                   "mine.device=cpu, train device=cpu) or run on a machine with an NVIDIA GPU")
+    if "device type at start of device string" in text:
+        given = text.rsplit(":", 1)[-1].strip()
+        return 2, f"{given!r} is not a torch device; use cpu, cuda, cuda:N or mps"
     faiss_msg = _faiss_message(exc)
     if faiss_msg is not None:
         return 1, (f"FAISS failed: {faiss_msg}; a flat index (mine.index=flat, --faiss flat) or fewer lists "

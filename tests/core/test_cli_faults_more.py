@@ -383,3 +383,16 @@ def test_overwrite_keeps_the_old_output_until_the_new_one_finishes_a_shard(expor
     # A successful --overwrite replaces the old output and leaves nothing aside.
     assert main(["annotate", "--run", str(run), "--overwrite", "annotate.shard_size=7"]) == 0
     assert fingerprint(run / "annotations") != before and not (run / ".annotations.replaced").exists()
+
+
+def test_a_device_this_machine_lacks_is_an_input_error() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError) as ei:
+        torch.device("gpu")
+    assert describe(ei.value) == (2, "'gpu' is not a torch device; use cpu, cuda, cuda:N or mps")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(Exception) as ei:
+        torch.zeros(1, device="cuda")
+    code, line = describe(ei.value)
+    assert code == 2 and line.startswith("CUDA is not available here") and "device to cpu" in line
