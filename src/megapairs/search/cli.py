@@ -115,6 +115,7 @@ def check_port(host: str, port: int) -> None:
         raise UserError(f"--port {port} is not a TCP port", hint="give 1..65535, e.g. --port 8000")
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
             s.bind((host, port))
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})",
