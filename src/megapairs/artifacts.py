@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from megapairs import __version__
-from megapairs.errors import UserError
+from megapairs.errors import UserError, damaged_json, damaged_parquet, is_damaged_parquet
 
 META_DIR = ".megapairs"
 MANIFEST = f"{META_DIR}/manifest.json"
@@ -97,7 +97,10 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:  # cut short (a full disk, a killed copy): name the file
+        raise damaged_json(Path(path), e) from None
 
 
 def write_table(path: Path, table: pa.Table) -> None:
@@ -150,6 +153,8 @@ class Artifact:
             if not overwrite:
                 self.refuse()
             self.clear()
+        elif self.is_started() and self.lineage().get("config_hash") != self.config_hash:
+            self.clear()  # nothing finished under the old config (its first shard failed): start afresh
         self.path.mkdir(parents=True, exist_ok=True)
         if not lineage_path.exists():
             atomic_write_json(
@@ -158,8 +163,13 @@ class Artifact:
             )
 
     def conflicts(self) -> bool:
-        """True when the folder holds output of another configuration than `config_hash`."""
-        return self.is_started() and self.lineage().get("config_hash") != self.config_hash
+        """True when the folder holds finished output (a shard or more) of another configuration than
+        `config_hash`. A folder whose shards all failed holds nothing to keep, so a fixed config takes it."""
+        return self.is_started() and self.lineage().get("config_hash") != self.config_hash \
+            and self.has_finished_work()
+
+    def has_finished_work(self) -> bool:
+        return self.is_complete() or any((self.path / DONE_DIR).glob("part-*.json"))
 
     def refuse(self) -> None:
         raise ArtifactError(
@@ -171,6 +181,30 @@ class Artifact:
     def clear(self) -> None:
         if self.path.exists():
             shutil.rmtree(self.path)
+
+    # -- --overwrite without losing the old output to a failed first shard ------------------------
+    @property
+    def aside_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.replaced")
+
+    def set_aside(self) -> Path:
+        """Move the folder out of the way (a rename) instead of deleting it, until the new run has
+        finished a shard: see `settle_aside`."""
+        shutil.rmtree(self.aside_path, ignore_errors=True)
+        os.replace(self.path, self.aside_path)
+        return self.aside_path
+
+    def settle_aside(self) -> bool:
+        """Drop the set-aside folder once the new output holds finished work, else put it back.
+        Returns True when the old folder was restored."""
+        if not self.aside_path.is_dir():
+            return False
+        if self.path.is_dir() and self.has_finished_work():
+            shutil.rmtree(self.aside_path, ignore_errors=True)
+            return False
+        self.clear()
+        os.replace(self.aside_path, self.path)
+        return True
 
     # -- shards ---------------------------------------------------------------------------------
     def shard_path(self, index: int, suffix: str = ".parquet") -> Path:
@@ -243,7 +277,13 @@ class Artifact:
         return [p for p in out if p.exists()]
 
     def read_shard(self, index: int, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.shard_path(index), columns=columns)
+        path = self.shard_path(index)
+        try:
+            return pq.read_table(path, columns=columns)
+        except (pa.ArrowInvalid, OSError) as e:
+            if is_damaged_parquet(e):  # name the shard and its marker, not Arrow's "magic bytes"
+                raise damaged_parquet(path, e) from e
+            raise
 
     def iter_tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         for i in self.shard_indices():

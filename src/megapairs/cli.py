@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +45,34 @@ def _stage_overrides(args) -> list[str]:
         key = item.split("=", 1)[0]
         if section and "=" in item and key.split(".")[0] not in SECTIONS:
             item = f"{section}.{item}"
+        elif not section and "=" in item and "." not in key and key not in _top_fields():
+            _unsectioned(item, key)
         out.append(item)
     return out
+
+
+def _top_fields() -> set[str]:
+    import dataclasses
+
+    from megapairs.config import PipelineConfig
+
+    return {f.name for f in dataclasses.fields(PipelineConfig)}
+
+
+def _unsectioned(item: str, key: str) -> None:
+    """`megapairs run k=30`: say which section(s) have a field `k` (`mine.k=30`)."""
+    import dataclasses
+
+    from megapairs.config import PipelineConfig
+    from megapairs.configbase import ConfigError
+
+    root = PipelineConfig()
+    owners = [f.name for f in dataclasses.fields(root)
+              if dataclasses.is_dataclass(getattr(root, f.name))
+              and key in {g.name for g in dataclasses.fields(getattr(root, f.name))}]
+    example = " or ".join(f"{o}.{item}" for o in owners) if owners else f"mine.{item}"
+    raise ConfigError(f"override {item!r} names no section" + ("" if owners else f" (no section has a field {key!r})"),
+                      hint=f"write section.field=value, e.g. {example}")
 
 
 STAGE_SECTION = {"ingest": "ingest", "embed": "embed", "mine": "mine", "annotate": "annotate", "export": "export"}
@@ -221,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     from megapairs.output import json_stdout, print_json
 
     as_json = bool(getattr(args, "json", False))
-    debug = args.debug or os.environ.get("MEGAPAIRS_DEBUG", "") not in ("", "0")
+    from megapairs.errors import debug_requested
+
+    debug = debug_requested(args)
     with json_stdout() if as_json else contextlib.nullcontext():
         try:
             return int(args.func(args) or 0)
@@ -229,14 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             print("megapairs: interrupted; rerun the same command to resume", file=sys.stderr)
             return 130
         except Exception as e:  # one line for the user; the traceback with --debug
-            from megapairs.errors import describe
+            from megapairs.errors import describe, print_error
 
-            code, line = describe(e)
-            if debug:
-                traceback.print_exc(file=sys.stderr)
-            print(f"megapairs: error: {line}", file=sys.stderr)
+            code = print_error(e, debug=debug)
             if as_json:
-                print_json({"error": line, "exit_code": code})
+                print_json({"error": describe(e)[1], "exit_code": code})
             return code
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,6 +23,8 @@ SECTIONS = ("ingest", "embed", "mine", "annotate", "export", "followup", "execut
 
 @dataclasses.dataclass
 class PipelineConfig(ConfigBase):
+    ROOT: ClassVar[bool] = True  # errors say `mine.k`, as the user writes it
+
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     embed: EmbedConfig = dataclasses.field(default_factory=EmbedConfig)
     mine: MineConfig = dataclasses.field(default_factory=MineConfig)

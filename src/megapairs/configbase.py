@@ -89,12 +89,16 @@ class ConfigBase:
     # Fields that do not change a stage's output (batch size, device, progress); left out of hashes
     # so that a resumed run may change them.
     NOT_HASHED: ClassVar[tuple[str, ...]] = ()
+    # A root config (the pipeline's) names its fields bare in errors: `mine.k`, not `PipelineConfig.mine.k`.
+    ROOT: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
         prefix = self.where
+        bare = self.ROOT and prefix == type(self).__name__
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _check_type(getattr(self, f.name), hints[f.name], f"{prefix}.{f.name}"))
+            path = f.name if bare else f"{prefix}.{f.name}"
+            setattr(self, f.name, _check_type(getattr(self, f.name), hints[f.name], path))
         self.validate()
 
     @property

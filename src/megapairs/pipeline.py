@@ -11,7 +11,7 @@ from typing import Any
 from megapairs.artifacts import Artifact, ArtifactError
 from megapairs.config import PipelineConfig, save_config
 from megapairs.configbase import ConfigError
-from megapairs.errors import UserError
+from megapairs.errors import FOLDER_STAGE, UserError
 from megapairs.executors import make_executor
 from megapairs.stages import Stage, run_stage
 
@@ -51,6 +51,80 @@ def check_accepted(stages: list[Stage], overwrite: bool) -> None:
             return  # rebuilt in this run: what follows cannot be compared yet
 
 
+def _foreign_files(folder: Path) -> bool:
+    """A non-empty folder that is not a megapairs artifact (a user's own `dataset/`, say)."""
+    return folder.is_dir() and any(folder.iterdir()) and not Artifact(folder).is_started()
+
+
+def check_output_folder(root: Path, stage: Stage) -> None:
+    """Refuse an output folder (`--out`) that is the run, holds it, lies in one of its artifacts, or
+    holds files megapairs did not write: the stage claims its output folder, and --overwrite deletes it."""
+    out, run = stage.output_path.resolve(), Path(root).resolve()
+    default = (run / stage.name).resolve()
+    if out == default:
+        return
+    flag = f"--out {stage.output_path}"
+    fix = f"give a new folder outside the run's artifacts (the default is {Path(root) / stage.name})"
+    if out == run or out in run.parents:
+        raise UserError(f"{flag} is the run folder {root} or a folder above it; writing there would mix the "
+                        f"{stage.kind} with the run's artifacts", hint=fix)
+    taken = {run / name for name in FOLDER_STAGE} | \
+        ({p for p in run.iterdir() if p.is_dir() and (p / ".megapairs").is_dir()} if run.is_dir() else set())
+    for folder in sorted(taken):
+        if out == folder or folder in out.parents:
+            raise UserError(f"{flag} is inside the run's {folder.name} artifact ({folder}); the {stage.kind} "
+                            f"would overwrite it", hint=fix)
+    if out.is_dir() and any(out.iterdir()):
+        if _foreign_files(out):
+            raise UserError(f"{flag} is a folder with other files in it, not a megapairs {stage.kind}",
+                            hint="give a new or empty folder (a megapairs output folder is replaced as a whole "
+                            "on --overwrite)")
+        kind = Artifact(out).manifest().get("kind") if Artifact(out).is_complete() else stage.kind
+        if kind != stage.kind:
+            raise UserError(f"{flag} holds a megapairs {kind} artifact, not a {stage.kind}", hint=fix)
+
+
+def config_changes(saved: Path, config: PipelineConfig, limit: int = 6) -> list[str]:
+    """`section.field: old -> new` for what differs from a run's saved config.yaml (at most `limit`)."""
+    import yaml
+
+    try:
+        old = yaml.safe_load(saved.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in list(a) + [k for k in b if k not in a]:
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+
+    walk(old, yaml.safe_load(yaml.safe_dump(config.to_dict())), "")
+    return out[:limit] + ([f"and {len(out) - limit} more"] if len(out) > limit else [])
+
+
+def _keep_old_config(root: Path, failed: Stage, previous: bytes | None) -> None:
+    """A failed --overwrite put the old output back (see stages.run_stage): when the whole run folder
+    still matches the config.yaml it had, write that back too, so a plain rerun is not refused."""
+    if previous is None or not failed.output_path.is_dir():
+        return
+    try:
+        if Artifact(failed.output_path).lineage().get("config_hash") == failed.output().config_hash:
+            return  # the new output stayed (it finished a shard): the new config is the run's
+        import yaml
+
+        from megapairs.artifacts import atomic_write_bytes
+
+        old = PipelineConfig.from_dict(yaml.safe_load(previous) or {})
+        old_stages = [make_stage(n, root, old) for n in available_stages(old)]
+        check_accepted(old_stages, overwrite=False)  # raises if anything no longer matches it
+    except Exception:  # noqa: BLE001 - best effort; the original error is what the user sees
+        return
+    atomic_write_bytes(root / "config.yaml", previous)
+
+
 def check_usable_corpus(root: Path) -> None:
     """Stop with a clear line when ingest found nothing to embed or pair (instead of FAISS's k > 0)."""
     corpus = Artifact(root / "corpus")
@@ -81,16 +155,40 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     if only:
         names = [s for s in names if s in only]
     stages = {n: make_stage(n, root, config, (outputs or {}).get(n)) for n in names}
-    check_accepted(list(stages.values()), overwrite)
+    for name, stage in stages.items():
+        if name in (outputs or {}):
+            check_output_folder(root, stage)
+        elif _foreign_files(stage.output_path):
+            raise UserError(f"{stage.output_path} holds files megapairs did not write (no .megapairs/ folder); "
+                            f"the {name} stage writes its {stage.kind} there",
+                            hint="use a new run folder (--run), or move those files away")
+    try:
+        check_accepted(list(stages.values()), overwrite)
+    except ArtifactError as e:
+        changed = config_changes(root / "config.yaml", config)
+        if not changed:
+            raise
+        raise ArtifactError(f"{e} Changed since the run's config.yaml: {'; '.join(changed)}") from None
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
-    save_config(config, root / "config.yaml")  # accepted: from here a plain rerun resumes this config
+    saved = root / "config.yaml"
+    previous = saved.read_bytes() if saved.exists() else None
+    # Accepted: from here a plain rerun resumes this config. An output written elsewhere (--out) is
+    # not the run's own, so it leaves the run's config as it was.
+    if not any(n in stages for n in outputs or {}) or previous is None:
+        save_config(config, saved)
     manifests = {}
     for name, stage in stages.items():
         if name in ("embed", "mine"):
             check_usable_corpus(root)
         log.info("stage %s", name)
-        manifests[name] = run_stage(stage, executor, overwrite=overwrite)
+        try:
+            manifests[name] = run_stage(stage, executor, overwrite=overwrite)
+        except BaseException:
+            _keep_old_config(root, stage, previous)
+            raise
+        if name == "ingest":
+            check_usable_corpus(root)  # a corpus nothing can be mined from is an error here, not at embed
     f = config.followup
     if "export" in stages and not only and (f.train or f.evaluate or f.index):
         from megapairs.followup import run_followup

@@ -76,13 +76,28 @@ class Stage(ABC):
 
 
 def run_stage(stage: Stage, executor: Any = None, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run (or resume) a stage: skip shards whose marker exists, then write the manifest."""
+    """Run (or resume) a stage: skip shards whose marker exists, then write the manifest. A finished
+    stage whose shard marker was deleted (a damaged shard, see errors.damaged_parquet) redoes that shard."""
     from megapairs.executors import LocalExecutor
 
     executor = executor or LocalExecutor()
     art = stage.output()
+    art.settle_aside()  # a replaced folder left by a killed run: dropped or put back
+    # --overwrite of another config's output: set it aside, and delete it only once the new output
+    # holds a finished shard (a dead server or a typo in the new config must not cost the old one).
+    replaced = overwrite and art.conflicts()
+    if replaced:
+        art.set_aside()
+    try:
+        return _run(stage, art, executor, overwrite)
+    finally:
+        if replaced and art.settle_aside():
+            log.warning("%s: nothing finished under the new config; the replaced %s is back", stage.name, art.path)
+
+
+def _run(stage: Stage, art: Artifact, executor: Any, overwrite: bool) -> dict[str, Any]:
     art.begin(overwrite=overwrite)
-    if art.is_complete() and not overwrite:
+    if art.is_complete() and not overwrite and len(art.done_shards()) >= art.manifest()["num_shards"]:
         log.info("%s: already complete (%s), skipping", stage.name, art.path)
         return art.manifest()
     art.manifest_path.unlink(missing_ok=True)

@@ -20,8 +20,12 @@ def run_status_data(root: Path) -> dict[str, Any]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such run folder", hint=f"start one with `megapairs run --run {root}`")
+    if Artifact(root).is_started():  # `megapairs status RUN/pairs`
+        raise UserError(f"{root} is an artifact folder, not a run folder",
+                        hint=f"give the run: `megapairs status {root.parent}` (or `megapairs inspect {root}`)")
     names = ARTIFACT_ORDER + sorted(p.name for p in root.iterdir()
-                                    if p.is_dir() and Artifact(p).is_started() and p.name not in ARTIFACT_ORDER)
+                                    if p.is_dir() and not p.name.startswith(".")
+                                    and Artifact(p).is_started() and p.name not in ARTIFACT_ORDER)
     artifacts: dict[str, Any] = {}
     for name in names:
         art = Artifact(root / name)
@@ -77,6 +81,11 @@ def _jsonable(v: Any) -> Any:
 def inspect_data(path: Path, n: int = 5, columns: list[str] | None = None) -> dict[str, Any]:
     path = Path(path)
     art = Artifact(path)
+    if path.is_file():
+        owner = next((p for p in path.parents if (p / ".megapairs").is_dir()), None)
+        raise UserError(f"{path} is a file, not an artifact folder",
+                        hint=f"give its folder: `megapairs inspect {owner}`" if owner else
+                        "give an artifact folder such as RUN/pairs")
     if not path.is_dir():
         raise UserError(f"{path}: no such folder", hint="give an artifact folder such as RUN/pairs")
     if not art.is_started():
@@ -94,10 +103,12 @@ def inspect_data(path: Path, n: int = 5, columns: list[str] | None = None) -> di
     for file in art.data_files():
         if len(rows) >= n:
             break
-        try:
-            table = pq.read_table(file, columns=columns)
-        except KeyError as e:
-            raise UserError(f"{file}: no column {e}", hint="see the schema line for the column names") from None
+        names = pq.read_schema(file).names
+        unknown = [c for c in columns or [] if c not in names]
+        if unknown:
+            raise UserError(f"{file}: no column {', '.join(map(repr, unknown))}",
+                            hint=f"its columns are {', '.join(names)}")
+        table = pq.read_table(file, columns=columns)
         rows.extend(_jsonable(r) for r in table.slice(0, n - len(rows)).to_pylist())
     out["rows"] = rows
     return out

@@ -6,11 +6,12 @@ from megapairs.train.cli import register
 
 
 def _main(argv):
+    from megapairs.cli import main  # errors go through its one-line handler
+
     parser = argparse.ArgumentParser(prog="megapairs")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    register(parser.add_subparsers(dest="command", required=True))
+    parser.parse_args(argv)  # register() alone wires the command
+    return main(argv)
 
 
 def test_train_command(clip_dir, triplets, tmp_path, capsys):

@@ -29,6 +29,10 @@ class SourceError(UserError, ValueError):
     """The source does not exist or is not in a format ingest reads."""
 
 
+class NoImagesError(SourceError):
+    """A WebDataset tar holds samples, none of them with an image."""
+
+
 def caption_from_json(obj: Any) -> str:
     if isinstance(obj, dict):
         for k in CAPTION_KEYS:
@@ -59,6 +63,8 @@ def list_table(path: Path, image_column: str, caption_column: str) -> list[Item]
         rows = table.to_pylist() if table.num_rows < 50_000 else None
         if rows is None:
             rows = [dict(zip(table.column_names, r)) for r in zip(*(table.column(c).to_pylist() for c in table.column_names))]
+    elif path.suffix == ".json" and (doc := _json_rows(path)) is not None:
+        rows = doc
     else:
         rows = []
         with open(path) as f:
@@ -89,6 +95,23 @@ def list_table(path: Path, image_column: str, caption_column: str) -> list[Item]
                       "caption": caption if isinstance(caption, str) else "",
                       **({"error": row["__error__"]} if "__error__" in row else {})})
     return items
+
+
+def _json_rows(path: Path) -> list[dict[str, Any]] | None:
+    """The rows of a .json document (a list, or {"data"|"rows": [...]}); None when the file is JSON Lines
+    under a .json name (read line by line instead)."""
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if isinstance(doc, dict):
+        if "data" not in doc and "rows" not in doc:
+            return None  # one JSON Lines record
+        doc = doc.get("data", doc.get("rows"))
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise SourceError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}}) with "
+                          "image and caption fields, or JSON Lines")
+    return doc
 
 
 def _read_tar_members(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -125,6 +148,8 @@ def list_tar(path: Path) -> list[Item]:
         raise SourceError(f"{path}: not a readable tar archive ({reason}); "
                           "re-copy or re-create the shard, or leave it out of the source") from None
     items = []
+    if order and not any("image" in g for g in groups.values()):
+        raise _no_images([path], groups)
     for key in order:
         g = groups[key]
         if "image" not in g:
@@ -139,6 +164,16 @@ def list_tar(path: Path) -> list[Item]:
         items.append({"uri": f"tar:{path}:{off}:{size}#{name}", "source": f"{path.name}/{name}",
                       "label": None, "caption": caption})
     return items
+
+
+def _no_images(tars: list[Path], groups: dict[str, dict[str, Any]]) -> NoImagesError:
+    """A WebDataset source with samples but no image members: say what it holds instead."""
+    found = sorted({ext for g in groups.values() for ext in g if ext != "image"})
+    what = f"{tars[0]}" if len(tars) == 1 else f"{len(tars)} tar files in {tars[0].parent}"
+    return NoImagesError(f"{what}: {len(groups)} WebDataset sample(s) and 0 usable items: no sample has an image "
+                       f"member (found only {', '.join(found) or 'other files'})",
+                       hint=f"each sample needs an image ({', '.join(sorted(IMAGE_EXT))}) beside its caption "
+                       "(.txt or .json), with the same key")
 
 
 def spread(items: list[Item], limit: int | None) -> list[Item]:
@@ -175,7 +210,15 @@ def list_source(source: str, image_column: str = "image", caption_column: str = 
     if path.is_dir():
         tars = sorted(path.glob("*.tar"))
         if tars and not any(p.suffix.lower() in IMAGE_EXT for p in path.iterdir()):
-            return [it for t in tars for it in list_tar(t)]
+            items, samples = [], {}
+            for t in tars:
+                try:
+                    items += list_tar(t)
+                except NoImagesError:  # one imageless shard among others is skipped; all of them is an error
+                    samples.update({f"{t.name}/{k}": g for k, g in _read_tar_members(t)[0].items()})
+            if not items and samples:
+                raise _no_images(tars, samples)
+            return items
         return list_folder(path)
     if path.suffix in (".parquet", ".jsonl", ".json"):
         return list_table(path, image_column, caption_column)

@@ -11,6 +11,11 @@ import sys
 from typing import Any, Sequence
 
 BENCHMARKS = ("circo", "cirr", "fashioniq", "genecis", "mmeb", "triplets")
+# What --split, --categories and --tasks may be per benchmark (checked before the model loads).
+SPLITS = {"circo": ("val", "test"), "cirr": ("val", "test1", "test", "dev"), "fashioniq": ("val",),
+          "genecis": ("test",), "mmeb": ("test",), "triplets": ("val",)}
+CHOICES = {"categories": ("fashioniq", ("dress", "shirt", "toptee")),
+           "tasks": ("genecis", ("focus_attribute", "change_attribute", "focus_object", "change_object"))}
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -69,22 +74,40 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def check_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluate options, validated before the (maybe 7B) model loads; a value outside an option's
+    choices is named with the allowed ones."""
+    from megapairs.configbase import ConfigError
+    from megapairs.evaluate.common import EvalOptions
+
+    splits = SPLITS[args.benchmark]
+    if args.split is not None and args.split not in splits:
+        raise ConfigError(f"--split {args.split!r}: {args.benchmark} has splits {', '.join(splits)}")
+    for name, (benchmark, allowed) in CHOICES.items():
+        given = getattr(args, name) or ()
+        bad = [v for v in given if v not in allowed]
+        if given and args.benchmark != benchmark:
+            raise ConfigError(f"--{name} is for {benchmark} only, not {args.benchmark}")
+        if bad:
+            raise ConfigError(f"--{name} {','.join(bad)}: {benchmark} has {', '.join(allowed)}")
+    opts = options_from_args(args)
+    EvalOptions.from_dict(dict(opts), "evaluate")  # query modes, dtype, batch size, limit, ...
+    return opts
+
+
 def run(args: argparse.Namespace) -> int:
     from megapairs.configbase import ConfigError
-    from megapairs.evaluate.common import DTYPES, DataError
+    from megapairs.evaluate.common import DTYPES
     from megapairs.evaluate.runner import evaluate
     from megapairs.models import base
 
+    opts = check_options(args)
     load_options = {"dtype": DTYPES[args.dtype]} if args.dtype else {}
     try:
         retriever = base.load_retriever(args.model, **load_options)
     except TypeError as e:
         raise ConfigError(f"--dtype is not supported by {args.model} ({e})") from None
-    try:
-        result = evaluate(args.benchmark, args.data, retriever, options_from_args(args))
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    result = evaluate(args.benchmark, args.data, retriever, opts)  # errors: the one-line handler
     summary = {k: round(v, 2) for k, v in result["metrics"].items()}
     from megapairs.output import print_json
 
@@ -96,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="megapairs-evaluate", description=__doc__)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from megapairs.errors import run_entry
+
+    return run_entry(run, parser.parse_args(argv), "megapairs-evaluate")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
 from megapairs.configbase import ConfigBase, ConfigError
+from megapairs.errors import UserError
 
 REFERENCE_POLICIES = ("keep", "remove")
 QUERY_MODES = ("composed", "image", "text")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # --dtype -> torch dtype name
 
 
-class DataError(FileNotFoundError):
+class DataError(UserError, FileNotFoundError):
     """A benchmark file is missing or malformed. The message names the exact path."""
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from megapairs.artifacts import atomic_write_json, write_npy
 from megapairs.evaluate import search as search_mod
 from megapairs.evaluate.common import Crop, DataError, EvalOptions, Item
+from megapairs.errors import UserError
 
 
 def default_cache_dir() -> Path:
@@ -104,11 +105,12 @@ class Context:
             emb = self.retriever.encode(images=images, text=texts, **extra)  # (b, D), L2-normalised
         emb = emb.detach().float().cpu().numpy()
         if emb.shape[0] != len(chunk):
-            raise RuntimeError(f"retriever returned {emb.shape[0]} rows for {len(chunk)} inputs")
+            raise UserError(f"retriever {getattr(self.retriever, 'spec', '')} returned {emb.shape[0]} rows for "
+                            f"{len(chunk)} inputs; the Retriever protocol gives one vector per input")
         norms = np.linalg.norm(emb, axis=1)
         if np.any(np.abs(norms - 1.0) > 1e-2):
-            raise RuntimeError(f"retriever embeddings are not L2-normalised (norms {norms.min():.3f}.."
-                               f"{norms.max():.3f}); the Retriever protocol requires unit vectors")
+            raise UserError(f"retriever embeddings are not L2-normalised (norms {norms.min():.3f}.."
+                            f"{norms.max():.3f}); the Retriever protocol requires unit vectors")
         return emb
 
     def gallery(self, items: Sequence[Item], name: str) -> np.ndarray:

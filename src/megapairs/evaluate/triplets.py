@@ -58,8 +58,16 @@ def _read(path: Path) -> list[dict[str, Any]]:
     raise DataError(f"triplets file {path} is not .parquet, .jsonl or .json")
 
 
+def run_dataset(data: Path) -> Path:
+    """A run folder stands for its exported dataset (as in `megapairs train --data RUN`)."""
+    if data.is_dir() and not (data / "validation").is_dir() and (data / "dataset" / "validation").is_dir():
+        return data / "dataset"
+    return data
+
+
 def load_rows(data: Path) -> list[dict[str, Any]]:
     require(data, "validation triplets")
+    data = run_dataset(data)
     if data.is_dir() and (data / "validation").is_dir():  # an exported dataset folder
         data = data / "validation"
     # The export writes the same rows as Parquet and JSONL: read one format, Parquet first.
@@ -209,7 +217,7 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     opts: EvalOptions = ctx.options
     policy = policy_or(DEFAULT_POLICY, opts)
     tname, template = templates.resolve(NAME, opts.template)
-    data = Path(data_dir)
+    data = run_dataset(Path(data_dir))
     rows = limited(load_rows(data), opts)
     folder = data if data.is_dir() else data.parent
     roots = [Path(opts.image_dir)] if opts.image_dir else [folder, folder / "images", folder.parent]

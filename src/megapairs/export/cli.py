@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from megapairs.configbase import ConfigError, apply_overrides
+from megapairs.configbase import apply_overrides
 
 SECTION = "export"
 
@@ -52,19 +52,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from megapairs.artifacts import ArtifactError
     from megapairs.executors import make_executor
     from megapairs.export.stage import ExportStage
     from megapairs.export.validate import validate_megapairs
+    from megapairs.pipeline import check_output_folder
     from megapairs.stages import run_stage
 
-    try:
-        config = build_config(args.overrides, args.config)
-        stage = ExportStage(args.run, config, output=args.out)
-        manifest = run_stage(stage, make_executor(args.executor), overwrite=args.overwrite)
-    except (ConfigError, ArtifactError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = build_config(args.overrides, args.config)
+    stage = ExportStage(args.run, config, output=args.out)
+    if args.out is not None:
+        check_output_folder(Path(args.run), stage)  # never into the run itself or another artifact
+    manifest = run_stage(stage, make_executor(args.executor), overwrite=args.overwrite)
     out = stage.output_path
     print(json.dumps({"dataset": str(out), "triplets": manifest.get("rows"), "splits": manifest.get("splits"),
                       "images": manifest.get("images"), "dropped": manifest.get("dropped")}, indent=2))
@@ -81,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
     args = parser.parse_args(["export", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    from megapairs.errors import run_entry
+
+    return run_entry(args.func, args, "megapairs-export")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 import pyarrow.parquet as pq
 
+from megapairs.errors import MissingField, UserError
+
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".tar")
 SKIP_DIRS = {"images", "_plan", "assets", "__pycache__"}
 MAX_DEPTH = 4
@@ -114,11 +116,12 @@ def iter_rows(path: Path | str, split: str | None = "train") -> Iterator[tuple[d
             yield row, table
 
 
-def _field(row: dict[str, Any], name: str) -> Any:
+def _field(row: dict[str, Any], name: str, where: str = "row") -> Any:
     for alias in ALIASES[name]:
         if alias in row:
             return row[alias]
-    raise KeyError(f"row has no {name!r} field (looked for {', '.join(ALIASES[name])}); keys: {sorted(row)}")
+    raise MissingField(f"{where} has no {name!r} field (looked for {', '.join(ALIASES[name])}); keys: {sorted(row)}",
+                       hint="give MegaPairs-format triplets (q_img, q_text, t_img, hns) or rename the columns")
 
 
 def _path_value(v: Any) -> str:
@@ -155,8 +158,14 @@ def read_triplets(path: Path | str, split: str | None = "train", *,
     base_for: dict[Path, Path] = {}
     consumed = {a for names in ALIASES.values() for a in names}
 
+    seen: dict[Path, int] = {}
     for row, table in iter_rows(path, split):
-        q = _path_value(_field(row, "q_img"))
+        seen[table] = seen.get(table, -1) + 1
+        where = f"{table} row {seen[table]}"  # errors name the table and row
+        try:
+            q = _path_value(_field(row, "q_img", where))
+        except ValueError as e:
+            raise UserError(f"{where}: q_img: {e}") from None
         if table not in base_for:
             candidates = _bases(table, root, img_root)
             base_for[table] = next((b for b in candidates if Path(q).is_absolute() or (b / q).exists()),
@@ -167,7 +176,7 @@ def read_triplets(path: Path | str, split: str | None = "train", *,
             pp = Path(p)
             return str(pp if pp.is_absolute() else (base / pp).resolve())
 
-        texts = _field(row, "q_text")
+        texts = _field(row, "q_text", where)
         if isinstance(texts, str):
             texts = [texts]
         try:
@@ -177,7 +186,7 @@ def read_triplets(path: Path | str, split: str | None = "train", *,
         out = {
             "q_img": absolute(q),
             "q_text": [str(t) for t in (texts or [])],
-            "t_img": absolute(_path_value(_field(row, "t_img"))),
+            "t_img": absolute(_path_value(_field(row, "t_img", where))),
             "hns": [absolute(_path_value(h)) for h in hns],
         }
         for k, v in row.items():

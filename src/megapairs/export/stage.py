@@ -19,8 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from megapairs.artifacts import Artifact, atomic_write_bytes, atomic_write_json, open_complete, read_json
+from megapairs.artifacts import (Artifact, ArtifactError, atomic_write_bytes, atomic_write_json, open_complete,
+                                 read_json)
 from megapairs.corpus.images import load_image
+from megapairs.errors import DamagedFile
 from megapairs.export import layout
 from megapairs.export.config import ExportConfig
 from megapairs.export.split import DROPPED, VAL, assign_splits, confine_negatives, seeded_key
@@ -155,13 +157,13 @@ class ExportStage(Stage):
                 picked = table.take(pa.array([images[i]["corpus_row"] for i in members], pa.int64())).to_pylist()
                 for image_id, row in zip(members, picked):
                     if row["id"] != image_id:
-                        raise RuntimeError(f"the corpus changed under the export plan (shard {shard} row "
+                        raise ArtifactError(f"the corpus changed under the export plan (shard {shard} row "
                                            f"{images[image_id]['corpus_row']} is {row['id']}, expected {image_id}); "
                                            "rerun the export with --overwrite")
                     try:
                         out_bytes[image_id] = layout.encode_image(load_image(row), c)
                     except Exception as e:  # noqa: BLE001 - any decode problem: name the image, fail the shard
-                        raise RuntimeError(f"cannot read image {image_id} ({row['uri']}): {type(e).__name__}: {e}. "
+                        raise DamagedFile(f"cannot read image {image_id} ({row['uri']}): {type(e).__name__}: {e}. "
                                            "It was usable at ingest; restore the file or exclude it and rerun.") from e
             return out_bytes
 

@@ -9,7 +9,9 @@
     c = model.encode(["a.png", "b.png"])                                 # images (paths or PIL)
     t = model.encode(["a red bicycle"])                                  # text
 
-gives the vectors `load_retriever("ckpt:folder").encode(...)` gives (L2-normalised). The folder's
+gives the vectors `load_retriever("ckpt:folder").encode(...)` gives (L2-normalised);
+`load_sentence_transformer(folder)` does the same load after checking that the folder's
+`modules.json` names only megapairs and sentence-transformers classes (no other code runs). The folder's
 one module is `RetrieverModule`, which loads the checkpoint with megapairs and runs the
 retriever's own processor and forward, so nothing is re-implemented. Sentence-transformers 6
 imports module classes from outside its own package only with `trust_remote_code=True` (also for
@@ -35,6 +37,49 @@ try:  # sentence-transformers is optional: writing the files does not need it, l
     from sentence_transformers.base.modules import InputModule as _Base
 except ImportError:  # pragma: no cover - depends on the environment
     _Base = torch.nn.Module  # type: ignore[misc,assignment]
+
+
+TRUSTED = ("megapairs.", "sentence_transformers.")  # module classes load_sentence_transformer imports
+
+
+def load_sentence_transformer(folder: str | Path, *, device: str | None = None, **kwargs: Any) -> Any:
+    """`SentenceTransformer(folder, trust_remote_code=True)` for a megapairs checkpoint (the model folder
+    or the training run above it), after checking that the flag lets in no code but ours and
+    sentence-transformers' own: every class in `modules.json` must come from those packages, and no
+    sentence-transformers module may point at a transformers `auto_map` (remote modelling code). Ours
+    load through megapairs' own classes, which never follow the auto_map the folder carries for
+    `AutoModel.from_pretrained(folder, trust_remote_code=True)`."""
+    from megapairs.errors import UserError
+
+    folder = Path(folder).expanduser()
+    if not (folder / "modules.json").is_file() and (folder / "final" / "modules.json").is_file():
+        folder = folder / "final"  # a training run: its final model
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        raise UserError(f"{folder} has no modules.json, so it is not a sentence-transformers folder",
+                        hint="give the final/ folder that `megapairs train` wrote")
+    try:
+        modules = json.loads(modules_file.read_text())
+        entries = [(str(m["type"]), str(m.get("path", ""))) for m in modules]
+    except (ValueError, TypeError, KeyError) as e:
+        raise UserError(f"{modules_file} is not a list of sentence-transformers modules ({e})") from None
+    foreign = [t for t, _ in entries if not t.startswith(TRUSTED)]
+    if foreign:
+        raise UserError(f"{modules_file} names module classes from outside megapairs and sentence-transformers "
+                        f"({', '.join(foreign)}); refusing to import them with trust_remote_code=True",
+                        hint="load it with SentenceTransformer(folder, trust_remote_code=True) yourself if you "
+                        "trust that code")
+    for kind, sub in entries:  # ST's own modules (Transformer, ...) would follow a config's auto_map
+        config = folder / sub / "config.json"
+        if kind.startswith("sentence_transformers.") and config.is_file() \
+                and "auto_map" in json.loads(config.read_text()):
+            raise UserError(f"{config} maps to remote modelling code (auto_map); trust_remote_code=True would "
+                            "run it", hint="load it with SentenceTransformer yourself if you trust that code")
+    from sentence_transformers import SentenceTransformer
+
+    # Sentence-transformers 6 imports a module class from outside its own package only with
+    # trust_remote_code=True, local folders included; the checks above keep that to our classes.
+    return SentenceTransformer(str(folder), trust_remote_code=True, device=device, **kwargs)
 
 
 def write_sentence_transformers_files(folder: str | Path, kind: str) -> None:

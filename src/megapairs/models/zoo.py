@@ -62,6 +62,11 @@ def _ckpt(folder: str, **options: Any):
 
 def resolve_checkpoint(folder: str | Path) -> Path:
     """A saved model folder, or a training output folder (its `final/` model)."""
+    if not str(folder).strip():  # `ckpt:` alone would read the current folder
+        from megapairs.errors import ModelNotFound
+
+        raise ModelNotFound("the ckpt: spec names no folder", hint="give the folder `megapairs train --out` wrote, "
+                        "e.g. ckpt:runs/base")
     path = Path(folder).expanduser()
     if (path / "final").is_dir() and not (path / "megapairs_retriever.json").exists():
         path = path / "final"

@@ -8,7 +8,6 @@ callable taking the parsed args and returning an exit code. Run standalone with
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
@@ -64,23 +63,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _friendly(cmd):
-    """Known user errors (missing index, wrong model, bad gallery) -> one line on stderr, exit 2."""
-
-    @functools.wraps(cmd)
-    def run(args: argparse.Namespace) -> int:
-        from megapairs.registry import SpecError
-        from megapairs.search.index import SearchIndexError
-
-        try:
-            return cmd(args)
-        except (SearchIndexError, SpecError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _retriever(spec: str):
     from megapairs.models.base import load_retriever
 
@@ -107,11 +89,44 @@ def _training_feature_cache(spec: str) -> str | None:
     return None
 
 
-@_friendly
+def check_faiss_kind(kind: str) -> None:
+    """`--faiss` is auto, flat, ivf, or a factory string FAISS can parse (the dimension aside)."""
+    if kind.strip().lower() in ("auto", "flat", "ivf"):
+        return
+    import faiss
+
+    from megapairs.errors import UserError
+
+    try:
+        faiss.index_factory(64, kind.strip(), faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        if "could not parse" in str(e):
+            raise UserError(f"--faiss {kind!r} is not auto, flat, ivf or a FAISS factory string",
+                            hint="e.g. --faiss flat, --faiss ivf, --faiss IVF1024,Flat or --faiss HNSW32") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """--port must be 0..65535 and free on --host."""
+    import socket
+
+    from megapairs.errors import UserError
+
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port", hint="give 1..65535, e.g. --port 8000")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+            s.bind((host, port))
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})",
+                        hint="pick another --port, stop the server using it, or fix --host") from None
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from megapairs.search.index import GalleryIndex, IndexOptions
 
     options = IndexOptions(kind=args.faiss, ivf_threshold=args.ivf_threshold, nlist=args.nlist, nprobe=args.nprobe)
+    check_faiss_kind(args.faiss)  # before the gallery is embedded, not after
     retriever = _retriever(args.model)
     cache = args.feature_cache or _training_feature_cache(args.model)
     if cache and hasattr(retriever, "feature_cache_dir"):
@@ -129,17 +144,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def cmd_search(args: argparse.Namespace) -> int:
     from megapairs.search.gallery import content_id
     from megapairs.search.index import GalleryIndex
 
+    from megapairs.errors import UserError
+
     if args.image is None and args.text is None:
-        print("error: give --image, --text, or both", file=sys.stderr)
-        return 2
+        raise UserError("give --image, --text, or both")
     if args.image is not None and not Path(args.image).expanduser().is_file():
-        print(f"error: query image {args.image} does not exist", file=sys.stderr)
-        return 2
+        raise UserError(f"query image {args.image} does not exist")
     idx = GalleryIndex.load(args.index, _retriever(_index_spec(args.index, args.model)), nprobe=args.nprobe)
     image = str(Path(args.image).expanduser()) if args.image is not None else None
     # As the web API does: the query picture itself is never one of its own hits.
@@ -156,15 +170,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-@_friendly
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
         from megapairs.search.server import create_app
     except ImportError as e:
-        print(f"error: serving needs the serve extra: pip install 'megapairs[serve]' ({e})", file=sys.stderr)
-        return 2
+        from megapairs.errors import UserError
+
+        raise UserError(f"serving needs the serve extra: pip install 'megapairs[serve]' ({e})") from None
+    check_port(args.host, args.port)  # before the model loads
     retriever = _retriever(_index_spec(args.index, args.model))
     app = create_app(args.index, retriever, max_upload_bytes=int(args.max_upload_mb * MB))
     print(f"serving {args.index} on http://{args.host}:{args.port}/", file=sys.stderr)
@@ -176,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="megapairs-search")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    from megapairs.errors import run_entry
+
+    return run_entry(args.func, args, "megapairs-search")
 
 
 if __name__ == "__main__":

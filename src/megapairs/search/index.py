@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from megapairs import __version__
 from megapairs.artifacts import Artifact, atomic_write_bytes, atomic_write_json, read_json, write_npy, write_table
+from megapairs.errors import UserError
 from megapairs.progress import Progress
 from megapairs.search.gallery import Gallery, GalleryItem, chunks, content_id, list_gallery, read_item, status_of
 
@@ -54,7 +55,7 @@ SHARD_SCHEMA = pa.schema([("id", pa.string()), ("path", pa.string()), ("src", pa
                           ("emb_row", pa.int64())])
 
 
-class SearchIndexError(RuntimeError):
+class SearchIndexError(UserError, RuntimeError):
     """An index folder is missing, unfinished, or belongs to another retriever or gallery."""
 
 

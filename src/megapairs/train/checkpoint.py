@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from megapairs.artifacts import atomic_write_bytes, atomic_write_json
+from megapairs.artifacts import ArtifactError, atomic_write_bytes, atomic_write_json
 from megapairs.train.distributed import DistInfo, barrier
 
 log = logging.getLogger("megapairs")
@@ -111,8 +111,9 @@ def restore(path: Path, *, model, optimizer, scheduler, scaler, dist_info: DistI
     expected = set(model.trainable_state())
     missing = expected - set(tensors)
     if missing:
-        raise RuntimeError(f"checkpoint {path} lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[:3]}; "
-                           "was it made with a different model or freeze/LoRA configuration?")
+        raise ArtifactError(f"checkpoint {path} lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[:3]}; "
+                            "was it made with a different model or freeze/LoRA configuration? Use the same config, "
+                            "or a new --out (or --overwrite) to start afresh")
     params = dict(model.named_parameters())
     with torch.no_grad():
         for k in expected:

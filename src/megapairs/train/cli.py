@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -42,7 +41,14 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     data: dict[str, Any] = {}
     if args.config:
         loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        data.update(loaded.get("train", loaded))
+        section = loaded.get("train", loaded) if isinstance(loaded, dict) else None
+        if not isinstance(section, dict):
+            raise ConfigError(f"{args.config}: expected TrainConfig fields (at the top level or under `train:`), "
+                              f"got {type(section).__name__}")
+        data.update(section)
+    for o in args.overrides:
+        if "=" not in o:
+            raise ConfigError(f"train override {o!r} must look like field=value, e.g. lr=1e-5 batch_size=64")
     overrides = [o[len("train."):] if o.startswith("train.") else o for o in args.overrides]
     apply_overrides(data, overrides)
     if args.data:
@@ -61,15 +67,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="field=value, e.g. lr=1e-5 batch_size=64 lora_r=32")
 
 
+def check_out(out: str | Path, data: str | None) -> None:
+    """--out is a folder of its own: not inside a megapairs artifact (a run's corpus, dataset, ...) nor
+    inside the training data, where checkpoints would mix with what other commands read."""
+    from megapairs.errors import UserError
+
+    o = Path(out).expanduser().resolve()
+    fix = "give a folder of its own, e.g. --out runs/ft"
+    for folder in (o, *o.parents):
+        if (folder / ".megapairs").is_dir():
+            raise UserError(f"--out {out} is inside the megapairs artifact {folder}", hint=fix)
+    if data and not str(data).startswith(("hf:", "hf://")):
+        d = Path(data).expanduser().resolve()
+        if o == d or d in o.parents:
+            raise UserError(f"--out {out} is inside the training data {data}", hint=fix)
+
+
 def run(args: argparse.Namespace) -> int:
     from megapairs.train.trainer import Trainer
 
-    try:
-        cfg = build_config(args)
-        result = Trainer(cfg, args.out, overwrite=args.overwrite).fit()
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"megapairs train: {e}", file=sys.stderr)
-        return 2
+    cfg = build_config(args)  # errors go to the one-line handler (megapairs.cli.main or errors.run_entry)
+    check_out(args.out, cfg.data)
+    result = Trainer(cfg, args.out, overwrite=args.overwrite).fit()
     from megapairs.output import emit
 
     text = "\n".join([f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {result.final_model}",
@@ -94,4 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return run(args)
+    from megapairs.errors import run_entry
+
+    return run_entry(run, args, "megapairs-train")

@@ -66,7 +66,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: str | Path, *, model: EmbeddingRetriever | None = None,
                  overwrite: bool = False, on_step: Callable[[int, float], None] | None = None) -> None:
         if not cfg.data:
-            raise ConfigError("TrainConfig.data: no training data given (--data PATH)")
+            raise ConfigError(f"{cfg.where}.data: no training data given (--data PATH)")
         self.cfg = cfg
         self.out = Path(out)
         self.model = model
@@ -106,7 +106,7 @@ class Trainer:
         if cfg.instruction is not None and hasattr(model, "instruction"):
             model.instruction = cfg.instruction
         if cfg.fusion == "combiner" and not hasattr(model, "enable_combiner"):
-            raise ConfigError(f"TrainConfig.fusion: 'combiner' is for the offline retriever; {model.spec} "
+            raise ConfigError(f"{cfg.where}.fusion: 'combiner' is for the offline retriever; {model.spec} "
                               "keeps its own fusion (use fusion=sum)")
         self.rcfg = cfg.resolve(model.kind, self.device.type)
         model.prepare_for_training(self.rcfg)
@@ -147,8 +147,8 @@ class Trainer:
             pick = np.random.default_rng([cfg.seed, 99]).choice(len(rows), cfg.eval_max_rows, replace=False)
             self.eval_set = (ev, np.sort(rows[pick]))
         if len(train_rows) < cfg.batch_size:
-            raise ConfigError(f"TrainConfig.batch_size: {cfg.batch_size} exceeds the "
-                              f"{len(train_rows)} training triplets")
+            raise ConfigError(f"{cfg.where}.batch_size: {cfg.batch_size} exceeds the {len(train_rows)} training "
+                              "triplets", hint="lower batch_size, or train on more triplets")
         self.feature_cache: ImageFeatureCache | None = None
         if use_cache:  # every image the run can touch: the training rows' and the held-out rows'
             refs = _row_images(data, train_rows)

@@ -26,18 +26,28 @@ VISION_ONLY = {"dinov2", "dinov2_with_registers", "dinov3_vit", "vit"}
 
 def resolve_folder(name: str) -> Path:
     """A local folder as is; a hub name through the local HF cache (or a download when online)."""
+    from megapairs.errors import ModelNotFound
+
+    if not name.strip():  # `hf:` alone would load the current folder
+        raise ModelNotFound("the model spec names no model (nothing after the colon)",
+                        hint="give a hub name or a folder, e.g. hf:openai/clip-vit-base-patch16")
     p = Path(name).expanduser()
     if p.is_dir():
         return p
+    if p.exists() or name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        what = "is a file, not a model folder" if p.exists() else "does not exist"
+        raise ModelNotFound(f"model folder {name} {what}", hint="check the path, or give a hub name like "
+                        "openai/clip-vit-base-patch16")
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(name))
     except Exception as e:  # offline and not cached, typo, ...
-        raise FileNotFoundError(
-            f"cannot find Hugging Face model {name!r} locally or on the hub ({type(e).__name__}: {e}). "
-            "Pass a local checkpoint folder, or download it first with `huggingface-cli download`."
-        ) from None
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ModelNotFound(f"cannot find Hugging Face model {name!r} locally or on the hub "
+                        f"({type(e).__name__}{': ' + reason if reason else ''})",
+                        hint="pass a local model folder, or download it first with `huggingface-cli download`"
+                        ) from None
 
 
 def _model_type(folder: Path) -> str:
