@@ -56,7 +56,13 @@ _MINOR = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", 
           # OpenClipart placeholder titles ("R16 sibmission") name a batch upload, not a subject
           "sibmission", "submission", "r16", "unsorted", "untitled",
           # shade words belong to the colour beside them ("pale orange", "dark cyan"), not to the object
-          "pale", "deep", "dark", "light", "bright"}
+          "pale", "deep", "dark", "light", "bright",
+          # pointer words point at another picture, they name no object ("another house" -> "wooden
+          # house" is no swap of "another" for "wooden")
+          "another", "other", "others", "same", "different", "alternative", "alternate", "variant"}
+# An all-capitals word in a title that also has small letters ("AIGA Symbol Signs") is an acronym:
+# a collection, an organisation or a format, not an object of the picture.
+_ACRONYM = re.compile(r"\b[A-Z]{2,6}\b")
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 
 
@@ -100,6 +106,7 @@ class Side:
     sizes: set[str] = field(default_factory=set)
     numbers: set[int] = field(default_factory=set)
     bw: bool = False
+    acronyms: set[str] = field(default_factory=set)  # lower-cased
     evidence: dict[str, str] = field(default_factory=dict)  # "kind:value" -> title | file name
 
     def note(self, kind: str, value: str, where: str) -> None:
@@ -119,6 +126,8 @@ def read_side(caption: str, label: str, uri: str = "") -> Side:
     info = parse_caption(caption, label)
     title = _THEME_CLAUSE.sub("", info.title or "")
     side = Side([w for w in words(BW_PHRASES.sub(" ", title)) if w not in _MINOR])
+    if re.search(r"[a-z]", title):
+        side.acronyms = {a.lower() for a in _ACRONYM.findall(title)}
     for where, text in (("title", title), ("file name", " ".join(_file_words(uri)))):
         if BW_PHRASES.search(text):
             side.bw = True
@@ -183,8 +192,9 @@ def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
     ss, ts = {stem(w) for w in sc}, {stem(w) for w in tc}
     shared = [w for w in tc if stem(w) in ss]
     if shared:
-        removed = [w for w in sc if stem(w) not in ts]
-        added = [w for w in tc if stem(w) not in ss]
+        # a word only one side has that is an acronym there names where the picture comes from
+        removed = [w for w in sc if stem(w) not in ts and w not in s.acronyms]
+        added = [w for w in tc if stem(w) not in ss and w not in t.acronyms]
         if added and removed and len(added) <= 2 and len(removed) <= 2 and len(shared) >= max(len(added), len(removed)):
             out.append(Change("swap", " ".join(removed), " ".join(added), ["title"]))
         elif added and not removed and len(added) <= 3 and _after_connector(t.title_words, added):
