@@ -78,7 +78,8 @@ class InstructionCheck:
 
 
 _CONTRAST = re.compile(r"\b(?:instead of|in place of|in lieu of|rather than|not|no|without|unlike|except"
-                       r"|other than)\b", re.IGNORECASE)
+                       r"|other than|remove|drop|delete|take away|take out|get rid of|leave out|minus)\b",
+                       re.IGNORECASE)
 # "change/replace/swap X to/with/for Y", "from X to Y": X is what to move away from, Y is asked for
 _REPLACE = re.compile(r"\b(?:change|replace|swap|switch|exchange|trade|turn|convert)\b(?P<old>.+?)"
                       r"\b(?:to|into|with|for|by)\b(?P<new>.+)$"
@@ -99,14 +100,16 @@ def wanted_and_avoided(text: str) -> tuple[set[str], set[str]]:
     return content_words(text), set()
 
 
-def direction_problem(text: str, relation_parts: tuple[str, str], relation: str) -> str:
+def direction_problem(text: str, relation_parts: tuple[str, str], relation: str,
+                      on_topic: Iterable[str] = ()) -> str:
     """'' when an instruction points at the target, else why not. `relation_parts` is the note's
     (source part, target part). 'wrong_direction': it asks for something only the source has (outside
     an "instead of …"/"not …"/"without …" clause, or as the X of "change X to Y"), or moves away from
-    the target; 'off_topic': it shares no content word with the note."""
+    the target; 'off_topic': it shares no content word with the note nor with `on_topic` (words
+    that ask for the stated change: "mirror it" for a note that says "mirrored")."""
     src, tgt = relation_parts
     words = content_words(text) - FRAME_WORDS
-    if not words & content_words(relation):
+    if not words & (content_words(relation) | content_words(" ".join(on_topic))):
         return "off_topic"
     if not (src and tgt):
         return ""
@@ -164,7 +167,8 @@ def check_instructions(candidates: list[str], description: str, *, min_count: in
             why = "copies_description"
         elif key in demos:
             why = "copies_demo"
-        elif relation_parts is not None and (why := direction_problem(text, relation_parts, description)):
+        elif relation_parts is not None and (why := direction_problem(text, relation_parts, description,
+                                                                      change_words or ())):
             pass
         elif change_words is not None and not set(key.split()) & change_words:
             why = "no_change_named"
