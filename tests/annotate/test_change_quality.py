@@ -136,7 +136,8 @@ def test_a_contrast_inside_the_new_value_is_still_avoided():
 _CASES = [("brown folder icon, gnome dust theme", "green folder icon, gnome wise theme", "", ""),
           ("left hand print", "left foot print", "", ""), ("arrow left blue", "arrow right blue", "", ""),
           ("Apple: fruit", "Apple (B and W): fruit", "", ""), ("house", "house with tree", "", ""),
-          ("two cats", "three cats", "", ""), ("big house", "small house", "", ""), ("car with wheels", "car", "", ""),
+          ("two cats", "three cats", "", ""), ("flourish vertical two", "flourish vertical one", "", ""),
+          ("big house", "small house", "", ""), ("car with wheels", "car", "", ""),
           ("trash can empty", "trash can full", "", ""), ("balloons", "balloons", "/a/balloon-white.svg", "/a/balloon-green.svg")]
 
 
@@ -191,3 +192,15 @@ def test_instructions_vary_across_pairs_and_repeat_per_pair():
     # 150 pairs over 6 colours and 5 objects, 750 instructions: the old writer's 7 colour forms gave
     # 114 distinct strings (15 %), these give over half
     assert len(set(texts)) / len(texts) >= 0.5
+
+
+def test_an_icon_is_named_as_an_icon_and_a_swap_names_no_object():
+    # "Make the transmit orange." came from the last word of "network transmit icon"
+    icon = changes.pair_changes("purple network transmit icon, gnome noble theme", "",
+                                "orange network transmit icon, gnome human theme", "")
+    texts = {t for seed in range(30) for t in changes.instructions(icon, random.Random(seed), 5)}
+    assert not any("transmit" in t for t in texts) and any("icon" in t for t in texts)
+    # "The baseball with bat instead.": the shared word of "Baseball Cap" / "Baseball Bat" is no object
+    swap = changes.pair_changes("Baseball Cap (B and W): sports", "", "Baseball Bat (B and W): bat", "")
+    texts = {t for seed in range(30) for t in changes.instructions(swap, random.Random(seed), 5)}
+    assert not any("baseball" in t.lower() for t in texts)

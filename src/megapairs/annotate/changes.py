@@ -81,6 +81,7 @@ class PairChanges:
     subject: str  # what both show ("" when unknown)
     changes: list[Change]
     kept: list[str]  # what stays (shared title words, "the same shape")
+    icon: bool = False  # both titles name an icon ("network transmit icon, gnome wise theme")
 
     @property
     def describable(self) -> bool:
@@ -298,7 +299,8 @@ def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, 
         label = parse_caption("", target_label).leaf
         src_label = parse_caption("", source_label).leaf
         subject = label if label and label == src_label and px.same_shape else ""
-    return PairChanges(subject, changes, kept)
+    icon = all("icon" in words(parse_caption(c, "").title) for c in (source[0], target[0]))
+    return PairChanges(subject, changes, kept, icon)
 
 
 # -- the note ---------------------------------------------------------------------------------------
@@ -381,7 +383,7 @@ _WORDINGS: dict[str, list[str]] = {
         "In {t}.", "In {t} instead.", "{At} one.", "The {t} version.", "Now in {t}.", "I want {at} {o}.",
         "I want it in {t}.", "Recolour it {t}.", "Recolor it {t}.", "Colour it {t}.", "Paint it {t}.",
         "Turn it {t}.", "Should be {t}.", "Is {t}.", "Is {t} in color.", "{At} {o} instead.",
-        "Show {at} {o}.", "Same {o} in {t}.", "{T} {o}.", "Same shape, {t} colour.", "Give it a {t} color.",
+        "Show {at} {o}.", "Same {o} in {t}.", "{T} {o}.", "Same shape, {t} colour.", "Give it {at} color.",
         "{T} instead of {s}.", "{T}, not {s}.", "Change {s} to {t}.", "Change the {s} to {t}.",
         "Replace the {s} with {t}.", "Swap {s} for {t}.", "From {s} to {t}.", "Make the {o} {t} instead of {s}.",
         "{T} rather than {s}.", "Same {o}, {t} instead of {s}.",
@@ -425,8 +427,8 @@ _WORDINGS: dict[str, list[str]] = {
     "swap": [
         "Make it {t} instead of {s}.", "The same, but {t} instead of {s}.", "Change {s} to {t}.",
         "Show {t} in place of {s}.", "{T}, not {s}.", "Replace the {s} with {t}.", "Swap the {s} for {t}.",
-        "{T} instead.", "Same but {t}.", "I want {t} instead of {s}.", "Same {o} but {t}.",
-        "The {o} with {t} instead.", "{T} rather than {s}.", "Change it to {t}.", "Same thing, but {t}.",
+        "{T} instead.", "Same but {t}.", "I want {t} instead of {s}.", "{T} rather than {s}.",
+        "Change it to {t}.", "Same thing, but {t}.",
     ],
     "add": [
         "Add {t}.", "With {t}.", "Same but with {t}.", "Now with {t}.", "Include {t}.", "Put {t} in it.",
@@ -487,9 +489,20 @@ def _filled(c: Change, obj: str) -> list[tuple[str, bool]]:
     return list(out.items())
 
 
-def _object(p: PairChanges) -> str:
-    obj = p.subject.split()[-1] if p.subject else ""
-    return obj if obj not in _attribute_words() else ""
+_LOOKS = {"colour", "to_black_and_white", "to_colour", "transform", "size"}
+
+
+def _object(p: PairChanges, kind: str = "colour") -> str:
+    """The noun the wordings may name ("make the folder green"), or "" for wordings without one. An
+    icon's name is a phrase ("network transmit", "view fullscreen") whose last word is seldom a
+    noun: a change of looks names "the icon", any other change no object. A swap names none either:
+    the words both titles share are the rest of the name ("baseball" of cap -> bat), not the thing."""
+    parts = p.subject.split()
+    if not parts or kind == "swap":
+        return ""
+    if p.icon and len(parts) > 1:
+        return "icon" if kind in _LOOKS else ""
+    return parts[-1] if parts[-1] not in _attribute_words() else ""
 
 
 _JOINERS = (", and {}", " and {}", ", also {}", "; {}")
@@ -500,8 +513,7 @@ def instructions(p: PairChanges, rng: random.Random, count: int) -> list[str]:
     pair, so a resumed run writes the same ones)."""
     if not p.changes:
         return []
-    obj = _object(p)
-    filled = _filled(p.changes[0], obj)
+    filled = _filled(p.changes[0], _object(p, p.changes[0].kind))
     rng.shuffle(filled)
     # alternate wordings that name the object or the old value ("make the car green", "green instead
     # of red") with bare ones ("same but green"): both are how people ask, and the named ones differ
@@ -511,7 +523,7 @@ def instructions(p: PairChanges, rng: random.Random, count: int) -> list[str]:
     pool = [t for both in zip_longest(first, second_) for t in both if t]
     out = []
     if len(p.changes) > 1:  # one instruction that asks for two changes together
-        second = _templates(p.changes[1], obj)
+        second = _templates(p.changes[1], _object(p, p.changes[1].kind))
         rng.shuffle(second)
         if pool and second:
             tail = second[0][0].lower() + second[0][1:]

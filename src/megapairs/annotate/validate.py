@@ -109,7 +109,7 @@ def direction_problem(text: str, relation_parts: tuple[str, str], relation: str,
     that ask for the stated change: "mirror it" for a note that says "mirrored")."""
     src, tgt = relation_parts
     words = content_words(text) - FRAME_WORDS
-    if not words & (content_words(relation) | content_words(" ".join(on_topic))):
+    if not words & content_words(relation) and not set(norm(text).split()) & set(on_topic):
         return "off_topic"
     if not (src and tgt):
         return ""
