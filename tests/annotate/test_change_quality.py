@@ -204,3 +204,21 @@ def test_an_icon_is_named_as_an_icon_and_a_swap_names_no_object():
     swap = changes.pair_changes("Baseball Cap (B and W): sports", "", "Baseball Bat (B and W): bat", "")
     texts = {t for seed in range(30) for t in changes.instructions(swap, random.Random(seed), 5)}
     assert not any("baseball" in t.lower() for t in texts)
+
+
+def test_pixels_state_no_colour_change_the_titles_deny():
+    # both titles say brown: the pixels' "orange to brown" between two different network icons is no change
+    ev = pixels.PixelEvidence(same_shape=True, colour_from="orange", colour_to="brown")
+    s = changes.read_side("brown network transmit receive icon, gnome dust theme", "")
+    t = changes.read_side("brown network idle icon, gnome dust theme", "")
+    assert all(c.kind != "colour" for c in changes.merge_pixels([], ev, s, t))
+    # a title that names no colour leaves the pixels free to say it
+    plain = changes.read_side("network idle icon", "")
+    assert [c.kind for c in changes.merge_pixels([], ev, plain, t)] == ["colour"]
+
+
+def test_a_category_label_is_no_object():
+    # two icons of the same shape under the label "places": "Purple places." named the category
+    p = changes.PairChanges("places", [changes.Change("colour", "green", "purple", ["title"])], ["the same shape"])
+    assert changes._object(p, "colour") == ""
+    assert not any("places" in t for t in changes.instructions(p, random.Random(0), 6))

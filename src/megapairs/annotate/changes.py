@@ -240,7 +240,10 @@ def merge_pixels(changes: list[Change], px: PixelEvidence, s: Side, t: Side) -> 
             c.evidence = sorted({*c.evidence, "pixels"})
             if not c.source and px.colour_from:
                 c.source = px.colour_from
-    if "colour" not in kinds and px.colour_from and px.colour_to and not (t.colours - {px.colour_to}) and not s.bw and not t.bw:
+    # the pixels' colour change stands only where no title names another colour for that side ("brown
+    # network transmit icon" -> "brown network idle icon" is no change from orange)
+    if ("colour" not in kinds and px.colour_from and px.colour_to and not (t.colours - {px.colour_to})
+            and not (s.colours - {px.colour_from}) and not s.bw and not t.bw):
         changes.append(Change("colour", px.colour_from, px.colour_to, ["pixels"]))
     if not kinds & {"to_black_and_white", "to_colour", "colour"}:
         if px.to_black_and_white and not s.bw:
@@ -498,7 +501,7 @@ def _object(p: PairChanges, kind: str = "colour") -> str:
     noun: a change of looks names "the icon", any other change no object. A swap names none either:
     the words both titles share are the rest of the name ("baseball" of cap -> bat), not the thing."""
     parts = p.subject.split()
-    if not parts or kind == "swap":
+    if not parts or kind == "swap" or parts[-1] not in p.kept:  # a label ("places") is a category, no object
         return ""
     if p.icon and len(parts) > 1:
         return "icon" if kind in _LOOKS else ""
