@@ -222,3 +222,23 @@ def test_a_category_label_is_no_object():
     p = changes.PairChanges("places", [changes.Change("colour", "green", "purple", ["title"])], ["the same shape"])
     assert changes._object(p, "colour") == ""
     assert not any("places" in t for t in changes.instructions(p, random.Random(0), 6))
+
+
+def test_a_rotated_tricolour_is_no_rotated_copy():
+    # Armenia's stripes turned a quarter turn have Italy's outline and stripe borders, not its colours
+    src = pixels.pixel_stats(_clipart("signs_and_symbols/flags/asia/_armenia_ani_ani_01.svg")[2])
+    tgt = pixels.pixel_stats(_clipart("signs_and_symbols/_italy__lauris_kaplinski_01.svg")[2])
+    assert pixels.compare(src, tgt).transform == ""
+    assert not _pair("signs_and_symbols/flags/asia/_armenia_ani_ani_01.svg",
+                     "signs_and_symbols/_italy__lauris_kaplinski_01.svg").describable
+
+
+@pytest.mark.parametrize("a,b", [
+    ("recreation/games/cards/cardbacks/back04.svg", "special/patterns/pattern-dots-square-grid-10.svg"),
+    ("people/smilies/smiley102.svg", "computer/icons/flat-theme/applications/ksmiletris.svg"),
+    ("transportation/cycles.svg", "computer/icons/flat-theme/action/irc_server.svg"),
+])
+def test_a_shared_outline_does_not_relate_unrelated_titles(a, b):
+    # a card back and a dot pattern (both card-sized rectangles), a smiley and a round icon: they were
+    # stated as "colour to black and white"
+    assert not _pair(a, b).describable

@@ -291,7 +291,11 @@ def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, 
         px = compare(source_pixels, target_pixels)
         changes = merge_pixels(changes, px, s, t)
     changes = _confirmed(changes)
-    related = bool(shared) or px.same_shape or not (_content(s) or _content(t))
+    # titles that share no word relate the pictures only through what the pixels can tell apart from
+    # a look-alike: a mirrored / rotated copy or the same parts recoloured. A matching outline alone
+    # (a circle, a card-sized rectangle) joins a smiley to an icon and a card back to a dot pattern.
+    pixel_related = px.same_shape and bool(px.transform or (px.colour_from and px.colour_to))
+    related = bool(shared) or pixel_related or not (_content(s) or _content(t))
     if not related:  # different things that happen to differ in an attribute word: no stated change
         changes = []
     kept = list(shared)

@@ -184,6 +184,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def same_colours(src: PixelStats, tgt: PixelStats, transform: str = "") -> bool:
+    """True when the (transformed) source has the target's colours in the same places, on the cells
+    where either has a hue. A flag of three horizontal stripes turned a quarter turn has the outline
+    and the stripe borders of a vertical tricolour, but not its colours: Armenia is no rotated Italy."""
+    a = _TRANSFORMS[transform](src.crop_colours) if transform else src.crop_colours
+    either = (a != "") | (tgt.crop_colours != "")
+    return not either.any() or float((a[either] == tgt.crop_colours[either]).mean()) >= RECOLOURED
+
+
 @dataclass
 class PixelEvidence:
     """What the pixels say about source -> target (empty fields: nothing to say)."""
@@ -224,7 +233,7 @@ def compare(src: PixelStats, tgt: PixelStats) -> PixelEvidence:
         if sum(parts) > best:
             best_name, best, best_parts = name, sum(parts), parts
     same = lambda parts: parts[0] >= SAME_SHAPE and parts[1] >= SAME_EDGES  # noqa: E731
-    if best_name and same(best_parts) and best - plain >= 2 * TRANSFORM_GAIN:
+    if best_name and same(best_parts) and best - plain >= 2 * TRANSFORM_GAIN and same_colours(src, tgt, best_name):
         ev.transform = best_name  # ties go to the first listed transform (mirror before rotations)
         ev.same_shape = True
     elif same((plain_iou, plain_edges)):
