@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from megapairs.artifacts import manifest_file
-
+from megapairs.annotate.validate import norm
 from megapairs.artifacts import manifest_file
 
 
@@ -41,8 +40,9 @@ def main() -> None:
         c = pairs["changes"]
         print(f"- mining judged {c['candidates']} in-band candidates, {c['describable_candidates']} describable; "
               f"kept by kind of change: {dict(kinds.most_common())}")
-    print(f"- instructions: {len(texts)}, distinct {len(set(texts))} ({100 * len(set(texts)) / max(len(texts), 1):.1f} %); "
-          f"per triplet {len(texts) / max(len(ok), 1):.1f}")
+    normed = {norm(t) for t in texts}  # case and punctuation do not make a new request
+    print(f"- instructions: {len(texts)}, distinct {len(set(texts))} ({100 * len(set(texts)) / max(len(texts), 1):.1f} %), "
+          f"{len(normed)} ignoring case and punctuation; per triplet {len(texts) / max(len(ok), 1):.1f}")
     print(f"\n{args.n} random triplets (seed {args.seed}):\n")
     print("| # | query caption | target caption | stated change | instructions |")
     print("|---|---|---|---|---|")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+from itertools import zip_longest
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -56,7 +57,13 @@ _MINOR = {"a", "an", "the", "of", "on", "in", "with", "and", "at", "to", "its", 
           # OpenClipart placeholder titles ("R16 sibmission") name a batch upload, not a subject
           "sibmission", "submission", "r16", "unsorted", "untitled",
           # shade words belong to the colour beside them ("pale orange", "dark cyan"), not to the object
-          "pale", "deep", "dark", "light", "bright"}
+          "pale", "deep", "dark", "light", "bright",
+          # pointer words point at another picture, they name no object ("another house" -> "wooden
+          # house" is no swap of "another" for "wooden")
+          "another", "other", "others", "same", "different", "alternative", "alternate", "variant"}
+# An all-capitals word in a title that also has small letters ("AIGA Symbol Signs") is an acronym:
+# a collection, an organisation or a format, not an object of the picture.
+_ACRONYM = re.compile(r"\b[A-Z]{2,6}\b")
 _WORD = re.compile(r"[a-z]+|[0-9]+")
 
 
@@ -74,6 +81,7 @@ class PairChanges:
     subject: str  # what both show ("" when unknown)
     changes: list[Change]
     kept: list[str]  # what stays (shared title words, "the same shape")
+    icon: bool = False  # both titles name an icon ("network transmit icon, gnome wise theme")
 
     @property
     def describable(self) -> bool:
@@ -100,6 +108,8 @@ class Side:
     sizes: set[str] = field(default_factory=set)
     numbers: set[int] = field(default_factory=set)
     bw: bool = False
+    acronyms: set[str] = field(default_factory=set)  # lower-cased
+    all_words: list[str] = field(default_factory=list)  # every title word, connectors included
     evidence: dict[str, str] = field(default_factory=dict)  # "kind:value" -> title | file name
 
     def note(self, kind: str, value: str, where: str) -> None:
@@ -118,7 +128,10 @@ _LEXICONS = (("colour", COLOURS, _COLOUR_CANON, "colours"), ("direction", DIRECT
 def read_side(caption: str, label: str, uri: str = "") -> Side:
     info = parse_caption(caption, label)
     title = _THEME_CLAUSE.sub("", info.title or "")
-    side = Side([w for w in words(BW_PHRASES.sub(" ", title)) if w not in _MINOR])
+    all_words = words(BW_PHRASES.sub(" ", title))
+    side = Side([w for w in all_words if w not in _MINOR], all_words=all_words)
+    if re.search(r"[a-z]", title):
+        side.acronyms = {a.lower() for a in _ACRONYM.findall(title)}
     for where, text in (("title", title), ("file name", " ".join(_file_words(uri)))):
         if BW_PHRASES.search(text):
             side.bw = True
@@ -183,13 +196,14 @@ def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
     ss, ts = {stem(w) for w in sc}, {stem(w) for w in tc}
     shared = [w for w in tc if stem(w) in ss]
     if shared:
-        removed = [w for w in sc if stem(w) not in ts]
-        added = [w for w in tc if stem(w) not in ss]
+        # a word only one side has that is an acronym there names where the picture comes from
+        removed = [w for w in sc if stem(w) not in ts and w not in s.acronyms and w not in CONNECTORS]
+        added = [w for w in tc if stem(w) not in ss and w not in t.acronyms and w not in CONNECTORS]
         if added and removed and len(added) <= 2 and len(removed) <= 2 and len(shared) >= max(len(added), len(removed)):
             out.append(Change("swap", " ".join(removed), " ".join(added), ["title"]))
-        elif added and not removed and len(added) <= 3 and _after_connector(t.title_words, added):
+        elif added and not removed and len(added) <= 3 and _after_connector(t.all_words, added):
             out.append(Change("add", "", " ".join(added), ["title"]))
-        elif removed and not added and len(removed) <= 3 and _after_connector(s.title_words, removed):
+        elif removed and not added and len(removed) <= 3 and _after_connector(s.all_words, removed):
             out.append(Change("remove", " ".join(removed), "", ["title"]))
     return out, list(dict.fromkeys(shared))
 
@@ -199,7 +213,8 @@ CONNECTORS = {"with", "and", "plus", "holding", "carrying", "wearing", "under", 
 
 def _after_connector(title: list[str], extra: list[str]) -> bool:
     """Extra title words count as an added (or removed) object only after a connector ("house with
-    tree" vs "house"); an extra adjective ("fried eggs" vs "eggs") is no object."""
+    tree" vs "house"); an extra adjective ("fried eggs" vs "eggs") is no object. `title` holds all
+    the title's words (the connectors are minor words, left out of `Side.title_words`)."""
     for i, w in enumerate(title):
         if w in CONNECTORS and set(extra) <= set(title[i + 1:]):
             return True
@@ -225,7 +240,10 @@ def merge_pixels(changes: list[Change], px: PixelEvidence, s: Side, t: Side) -> 
             c.evidence = sorted({*c.evidence, "pixels"})
             if not c.source and px.colour_from:
                 c.source = px.colour_from
-    if "colour" not in kinds and px.colour_from and px.colour_to and not (t.colours - {px.colour_to}) and not s.bw and not t.bw:
+    # the pixels' colour change stands only where no title names another colour for that side ("brown
+    # network transmit icon" -> "brown network idle icon" is no change from orange)
+    if ("colour" not in kinds and px.colour_from and px.colour_to and not (t.colours - {px.colour_to})
+            and not (s.colours - {px.colour_from}) and not s.bw and not t.bw):
         changes.append(Change("colour", px.colour_from, px.colour_to, ["pixels"]))
     if not kinds & {"to_black_and_white", "to_colour", "colour"}:
         if px.to_black_and_white and not s.bw:
@@ -273,7 +291,11 @@ def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, 
         px = compare(source_pixels, target_pixels)
         changes = merge_pixels(changes, px, s, t)
     changes = _confirmed(changes)
-    related = bool(shared) or px.same_shape or not (_content(s) or _content(t))
+    # titles that share no word relate the pictures only through what the pixels can tell apart from
+    # a look-alike: a mirrored / rotated copy or the same parts recoloured. A matching outline alone
+    # (a circle, a card-sized rectangle) joins a smiley to an icon and a card back to a dot pattern.
+    pixel_related = px.same_shape and bool(px.transform or (px.colour_from and px.colour_to))
+    related = bool(shared) or pixel_related or not (_content(s) or _content(t))
     if not related:  # different things that happen to differ in an attribute word: no stated change
         changes = []
     kept = list(shared)
@@ -284,7 +306,8 @@ def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, 
         label = parse_caption("", target_label).leaf
         src_label = parse_caption("", source_label).leaf
         subject = label if label and label == src_label and px.same_shape else ""
-    return PairChanges(subject, changes, kept)
+    icon = all("icon" in words(parse_caption(c, "").title) for c in (source[0], target[0]))
+    return PairChanges(subject, changes, kept, icon)
 
 
 # -- the note ---------------------------------------------------------------------------------------
@@ -312,7 +335,7 @@ def _side_phrase(subject: str, changes: list[Change], side: str) -> str:
         elif c.kind == "number" and v:
             after.append(f"with the number {v}")
         elif c.kind == "transform":
-            after.append(_TRANSFORM_TEXT[c.target] if side == "target" else "the original way round")
+            after.append(_TRANSFORM_TEXT[c.target] if side == "target" else "in its original orientation")
         elif c.kind == "swap" and v:
             after.append(f"with {v}")
         elif c.kind == "add" and side == "target":
@@ -354,76 +377,164 @@ def describe(p: PairChanges) -> str:
 
 
 # -- instructions -----------------------------------------------------------------------------------
+# Wordings people use in composed-retrieval requests ("same but green", "make the car red", "change
+# the color to green", "a black and white version", "show it pointing left", "with two of them",
+# "without the background"). Placeholders: {t} the target's value, {s} the source's, {o} the object,
+# {at} "a green"/"an orange", {more} "bigger"/"smaller", {n} the target's number as a word. A wording
+# that needs {s} or {o} is used only when the pair has one. Both spellings of colour appear: people
+# write both.
+_WORDINGS: dict[str, list[str]] = {
+    "colour": [
+        "Make it {t}.", "Make the {o} {t}.", "Same but {t}.", "Same {o} but {t}.", "The same {o}, but {t}.",
+        "Change the colour to {t}.", "Change the color to {t}.", "Change it to {t}.", "Show it in {t}.",
+        "In {t}.", "In {t} instead.", "{At} one.", "The {t} version.", "Now in {t}.", "I want {at} {o}.",
+        "I want it in {t}.", "Recolour it {t}.", "Recolor it {t}.", "Colour it {t}.", "Paint it {t}.",
+        "Turn it {t}.", "Should be {t}.", "Is {t}.", "Is {t} in color.", "{At} {o} instead.",
+        "Show {at} {o}.", "Same {o} in {t}.", "{T} {o}.", "Same shape, {t} colour.", "Give it {at} color.",
+        "{T} instead of {s}.", "{T}, not {s}.", "Change {s} to {t}.", "Change the {s} to {t}.",
+        "Replace the {s} with {t}.", "Swap {s} for {t}.", "From {s} to {t}.", "Make the {o} {t} instead of {s}.",
+        "{T} rather than {s}.", "Same {o}, {t} instead of {s}.",
+    ],
+    "to_black_and_white": [
+        "Make it black and white.", "Black and white.", "A black and white version.", "In black and white.",
+        "The same {o} in black and white.", "Same but black and white.", "Without colour.", "Without color.",
+        "Remove the colour.", "Take out the colour.", "Make it greyscale.", "Make it grayscale.",
+        "Show it in greyscale.", "A monochrome version.", "Same {o}, no colour.", "A black and white {o}.",
+        "Make the {o} black and white.", "Drop the colors.", "Black and white instead of {s}.",
+        "Same {o} without the {s}.", "Just the outline, no colour.", "Convert it to black and white.",
+    ],
+    "to_colour": [
+        "Add colour.", "Add color to it.", "In colour.", "A coloured version.", "Make it colourful.",
+        "Colour it in.", "Same {o} but in colour.", "Fill it with colour.", "The colour version.",
+        "Make it colorful.", "A colored {o}.", "Same but in color.", "Show it in colour.",
+        "Colour it mostly {t}.", "Make it {t}.", "A {t} version.", "Same {o}, coloured {t}.", "Color it {t}.",
+    ],
+    "direction": [
+        "Make it point {t}.", "Show it pointing {t}.", "Pointing {t}.", "Facing {t}.", "Point it {t}.",
+        "Turn it to face {t}.", "Same {o} pointing {t}.", "The {o} facing {t}.", "Make the {o} point {t}.",
+        "Going {t}.", "Have it face {t}.", "Should point {t}.", "Same but pointing {t}.", "Now facing {t}.",
+        "{T} instead of {s}.", "Pointing {t}, not {s}.", "Change the direction to {t}.",
+        "Change it from {s} to {t}.", "Facing {t} instead of {s}.",
+    ],
+    "state": [
+        "Make it {t}.", "Same {o}, but {t}.", "Show it {t}.", "Now {t}.", "The {t} one.", "Make the {o} {t}.",
+        "I want it {t}.", "{At} {o}.", "Should be {t}.", "Change it to {t}.", "Same but {t}.",
+        "The {t} version.", "{T} instead of {s}.", "{T}, not {s}.", "Same {o}, {t} instead of {s}.",
+        "From {s} to {t}.",
+    ],
+    "size": [
+        "Make it {more}.", "{More}.", "Make the {o} {more}.", "{At} {o}.", "Same but {more}.",
+        "Show {at} version.", "The same {o}, only {t}.", "A {more} {o}.", "{T} instead of {s}.",
+        "Same {o}, {more}.",
+    ],
+    "number": [
+        "With {n} of them.", "Make it {n}.", "{N} instead of {s}.", "Change the number to {n}.",
+        "Show {n}.", "The same, but {n}.", "{N} of them instead.", "Same but with {n}.", "Change {s} to {n}.",
+    ],
+    "swap": [
+        "Make it {t} instead of {s}.", "The same, but {t} instead of {s}.", "Change {s} to {t}.",
+        "Show {t} in place of {s}.", "{T}, not {s}.", "Replace the {s} with {t}.", "Swap the {s} for {t}.",
+        "{T} instead.", "Same but {t}.", "I want {t} instead of {s}.", "{T} rather than {s}.",
+        "Change it to {t}.", "Same thing, but {t}.",
+    ],
+    "add": [
+        "Add {t}.", "With {t}.", "Same but with {t}.", "Now with {t}.", "Include {t}.", "Put {t} in it.",
+        "The same {o} with {t}.", "Add {t} to it.", "Show it with {t}.", "Same {o}, plus {t}.",
+        "Add {t} to the {o}.", "With {t} added.",
+    ],
+    "remove": [
+        "Remove the {s}.", "Without the {s}.", "Same but without the {s}.", "Take away the {s}.",
+        "Leave out the {s}.", "No {s}.", "Get rid of the {s}.", "The {o} without the {s}.", "Delete the {s}.",
+        "Take out the {s}.", "Just the {o}, no {s}.", "Same {o} minus the {s}.",
+    ],
+}
+_TRANSFORM_WORDINGS = {
+    "mirror": ["Mirror it.", "Flip it horizontally.", "Show it facing the other way.", "The same {o}, mirrored.",
+               "Reverse it left to right.", "A mirror image of it.", "Flip it left to right.",
+               "Show the mirror image.", "Make it face the opposite way.", "Mirrored.", "Flip the {o} around.",
+               "Same {o}, facing the opposite direction."],
+    "flip_vertical": ["Flip it upside down.", "Turn it upside down.", "The same {o}, flipped vertically.",
+                      "Mirror it top to bottom.", "Upside down.", "Flip it vertically.", "Show the {o} upside down."],
+    "rotate_180": ["Turn it upside down.", "Rotate it half a turn.", "The same {o}, rotated 180 degrees.",
+                   "Spin it round by 180 degrees.", "Upside down.", "Rotate the {o} 180 degrees."],
+    "rotate_90": ["Rotate it a quarter turn.", "Turn it 90 degrees.", "The same {o}, rotated sideways.",
+                  "Rotate it by 90 degrees.", "Turn it on its side.", "Rotate the {o} 90 degrees."],
+    "rotate_270": ["Rotate it a quarter turn the other way.", "Turn it 90 degrees the other way.",
+                   "The same {o}, rotated sideways the other way.", "Rotate it by 270 degrees.",
+                   "Rotate it 90 degrees counterclockwise."],
+}
+_NUMBER_NAMES = {v: k for k, v in NUMBER_WORDS.items()}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
 def _templates(c: Change, obj: str) -> list[str]:
-    o = obj or "one"
+    """The wordings for one change, filled in (those that need a value the pair lacks left out)."""
+    return [text for text, _ in _filled(c, obj)]
+
+
+def _filled(c: Change, obj: str) -> list[tuple[str, bool]]:
+    """(wording, whether it names the object or the source value) for one change."""
     t, s = c.target, c.source
-    if c.kind == "colour":
-        out = [f"Make it {t}.", f"The same {o}, but {t}.", f"Change the colour to {t}.", f"Show it in {t}.",
-               f"I want {article(t)} {o}.", f"Recolour it {t}."]
-        if s:
-            out.append(f"{t.capitalize()} instead of {s}.")
-        return out
-    if c.kind == "to_black_and_white":
-        return ["Make it black and white.", f"The same {o} without colour.", "Show a black-and-white version.",
-                "Take the colour out.", f"A grey, colourless {o}."]
-    if c.kind == "to_colour":
-        extra = [f"Colour it mostly {t}.", f"The same {o}, coloured {t}."] if t != "colour" else []
-        return ["Add colour to it.", f"Show a coloured version of this {o}.", f"The same {o}, but in colour.",
-                "Fill it in with colours.", *extra]
-    if c.kind == "direction":
-        return [f"Make it point {t}.", f"The same {o}, facing {t}.", f"Turn it to point {t}.",
-                f"Pointing {t} instead.", f"Have it go {t}."]
-    if c.kind == "transform":
-        return {"mirror": ["Mirror it.", "Flip it horizontally.", "Show it facing the other way.",
-                           f"The same {o}, mirrored.", "Reverse it left to right."],
-                "flip_vertical": ["Flip it upside down.", "Turn it upside down.", f"The same {o}, flipped vertically.",
-                                  "Mirror it top to bottom."],
-                "rotate_180": ["Turn it upside down.", "Rotate it half a turn.", f"The same {o}, rotated 180 degrees.",
-                               "Spin it round by 180 degrees."],
-                "rotate_90": ["Rotate it a quarter turn.", "Turn it 90 degrees.", f"The same {o}, rotated sideways.",
-                              "Rotate it by 90 degrees."],
-                "rotate_270": ["Rotate it a quarter turn the other way.", "Turn it 90 degrees the other way.",
-                               f"The same {o}, rotated sideways the other way.", "Rotate it by 270 degrees."],
-                }[t]
-    if c.kind == "state":
-        return [f"Make it {t}.", f"The same {o}, but {t}.", f"Show it {t}.", f"Change it to {t}.",
-                f"Now {t}, please."]
-    if c.kind == "size":
-        return [f"Make it {t}ger." if t == "big" else f"Make it {t}er.", f"A {t} {o}.", f"Show a {t} version.",
-                f"The same {o}, only {t}."]
     if c.kind == "number":
-        return [f"Change the {s} to {t}.", f"The same, but with {t} instead of {s}.", f"Make it {t}.",
-                f"Show number {t}."]
-    if c.kind == "swap":
-        return [f"Make it {t} instead of {s}.", f"The same, but {t} instead of {s}.", f"Change {s} to {t}.",
-                f"Show {t} in place of {s}.", f"{t.capitalize()}, not {s}."]
-    if c.kind == "add":
-        return [f"Add {t}.", f"The same {o} with {t}.", f"Put {t} in it.", f"Include {t} as well.",
-                f"Now with {t}."]
-    if c.kind == "remove":
-        return [f"Remove the {s}.", f"The same {o} without the {s}.", f"Take away the {s}.", f"Leave out the {s}.",
-                f"Without {s}."]
-    return []
+        t = _NUMBER_NAMES.get(int(t), t) if t.isdigit() else t
+        s = _NUMBER_NAMES.get(int(s), s) if s.isdigit() else s
+    values = {"t": t, "s": s if c.kind != "to_black_and_white" or s != "colour" else "",
+              "o": obj, "at": article(t) if t else "", "n": t,
+              "more": {"big": "bigger", "small": "smaller"}.get(t, "")}
+    if c.kind == "add" and not t.endswith("s"):
+        values["t"] = article(t)  # "with a tree"; a plural stays bare ("with wheels")
+    if c.kind == "to_colour" and t == "colour":
+        values["t"] = ""  # no one colour dominates: only the wordings without a colour name
+    pool = _TRANSFORM_WORDINGS.get(t, []) if c.kind == "transform" else _WORDINGS.get(c.kind, [])
+    out: dict[str, bool] = {}
+    for w in pool:
+        keys = [k.lower() for k in _PLACEHOLDER.findall(w)]
+        if any(not values.get(k) for k in keys):
+            continue
+        text = _PLACEHOLDER.sub(lambda m: values[m.group(1).lower()], w)
+        out.setdefault(text[:1].upper() + text[1:], bool({"o", "s"} & set(keys)))
+    return list(out.items())
 
 
-def _object(p: PairChanges) -> str:
-    obj = p.subject.split()[-1] if p.subject else ""
-    return obj if obj not in _attribute_words() else ""
+_LOOKS = {"colour", "to_black_and_white", "to_colour", "transform", "size"}
+
+
+def _object(p: PairChanges, kind: str = "colour") -> str:
+    """The noun the wordings may name ("make the folder green"), or "" for wordings without one. An
+    icon's name is a phrase ("network transmit", "view fullscreen") whose last word is seldom a
+    noun: a change of looks names "the icon", any other change no object. A swap names none either:
+    the words both titles share are the rest of the name ("baseball" of cap -> bat), not the thing."""
+    parts = p.subject.split()
+    if not parts or kind == "swap" or parts[-1] not in p.kept:  # a label ("places") is a category, no object
+        return ""
+    if p.icon and len(parts) > 1:
+        return "icon" if kind in _LOOKS else ""
+    return parts[-1] if parts[-1] not in _attribute_words() else ""
+
+
+_JOINERS = (", and {}", " and {}", ", also {}", "; {}")
 
 
 def instructions(p: PairChanges, rng: random.Random, count: int) -> list[str]:
-    """`count` distinct instructions asking for the target's change(s), seeded by `rng`."""
+    """`count` distinct instructions asking for the target's change(s), drawn by `rng` (seed it by the
+    pair, so a resumed run writes the same ones)."""
     if not p.changes:
         return []
-    obj = _object(p)
-    main = p.changes[0]
-    pool = _templates(main, obj)
-    rng.shuffle(pool)
+    filled = _filled(p.changes[0], _object(p, p.changes[0].kind))
+    rng.shuffle(filled)
+    # alternate wordings that name the object or the old value ("make the car green", "green instead
+    # of red") with bare ones ("same but green"): both are how people ask, and the named ones differ
+    # from pair to pair
+    named, bare = [t for t, n in filled if n], [t for t, n in filled if not n]
+    first, second_ = (named, bare) if rng.random() < 0.5 else (bare, named)
+    pool = [t for both in zip_longest(first, second_) for t in both if t]
     out = []
     if len(p.changes) > 1:  # one instruction that asks for two changes together
-        second = _templates(p.changes[1], obj)
+        second = _templates(p.changes[1], _object(p, p.changes[1].kind))
         rng.shuffle(second)
-        out.append(f"{pool[0].rstrip('.')}, and {second[0][0].lower()}{second[0][1:]}")
+        if pool and second:
+            tail = second[0][0].lower() + second[0][1:]
+            out.append(pool[0].rstrip(".") + rng.choice(_JOINERS).format(tail))
     for text in pool:
         if len(out) >= count:
             break
@@ -436,17 +547,22 @@ def change_words(p: PairChanges) -> set[str]:
     """Words an instruction may use to ask for the change (the target values and the change verbs)."""
     out: set[str] = set()
     for c in p.changes:
-        out |= set(words(c.target))
-        out |= {"colour", "color", "coloured", "colours", "black", "white", "grey", "colourless", "mirror",
-                "mirrored", "flip", "flipped", "rotate", "rotated", "turn", "upside", "reverse", "remove",
-                "without", "take", "leave", "add"} & _VERBS[c.kind]
+        out |= set(words(c.target)) | _VERBS[c.kind]
+        if c.kind == "number" and c.target.isdigit() and int(c.target) in _NUMBER_NAMES:
+            out.add(_NUMBER_NAMES[int(c.target)])
     return out
 
 
 _VERBS = {
-    "colour": {"colour", "color"}, "to_black_and_white": {"black", "white", "grey", "colourless", "colour", "color"},
-    "to_colour": {"colour", "color", "coloured", "colours"}, "direction": {"turn"},
-    "transform": {"mirror", "mirrored", "flip", "flipped", "rotate", "rotated", "turn", "upside", "reverse"},
-    "state": set(), "size": set(), "number": set(), "swap": set(),
-    "add": {"add"}, "remove": {"remove", "without", "take", "leave"},
+    "colour": {"colour", "color"},
+    "to_black_and_white": {"black", "white", "grey", "gray", "greyscale", "grayscale", "monochrome", "colourless",
+                           "colorless", "colour", "color", "colours", "colors", "outline"},
+    "to_colour": {"colour", "color", "coloured", "colored", "colours", "colors", "colourful", "colorful"},
+    "direction": {"turn", "direction", "facing", "face", "pointing", "point"},
+    "transform": {"mirror", "mirrored", "flip", "flipped", "rotate", "rotated", "turn", "upside", "reverse",
+                  "opposite", "other", "degrees", "side", "sideways", "counterclockwise"},
+    "state": set(), "size": {"bigger", "smaller", "larger", "enlarge", "shrink"}, "number": {"number"},
+    "swap": set(),
+    "add": {"add", "added", "plus", "include"},
+    "remove": {"remove", "without", "take", "leave", "no", "rid", "delete", "minus"},
 }

@@ -77,17 +77,39 @@ class InstructionCheck:
     reason: str = ""
 
 
-_CONTRAST = re.compile(r"\b(?:instead of|rather than|not|no|without|unlike|except|other than)\b", re.IGNORECASE)
+_CONTRAST = re.compile(r"\b(?:instead of|in place of|in lieu of|rather than|not|no|without|unlike|except"
+                       r"|other than|remove|drop|delete|take away|take out|get rid of|leave out|minus)\b",
+                       re.IGNORECASE)
+# "change/replace/swap X to/with/for Y", "from X to Y": X is what to move away from, Y is asked for
+_REPLACE = re.compile(r"\b(?:change|replace|swap|switch|exchange|trade|turn|convert)\b(?P<old>.+?)"
+                      r"\b(?:to|into|with|for|by)\b(?P<new>.+)$"
+                      r"|\bfrom\b(?P<old2>.+?)\bto\b(?P<new2>.+)$", re.IGNORECASE)
 
 
-def direction_problem(text: str, relation_parts: tuple[str, str], relation: str) -> str:
+def wanted_and_avoided(text: str) -> tuple[set[str], set[str]]:
+    """Content words an instruction asks for, and those it asks to move away from: "X instead of Y",
+    "X in place of Y", "X, not Y", "without Y", "change/replace/swap Y to/with/for X", "from Y to X"."""
+    m = _REPLACE.search(text)
+    if m:
+        old, new = (m.group("old"), m.group("new")) if m.group("new") is not None else (m.group("old2"), m.group("new2"))
+        wanted, avoided = wanted_and_avoided(new)  # "change the colour to green, not red"
+        return wanted | content_words(text[: m.start()]), avoided | content_words(old)
+    m = _CONTRAST.search(text)
+    if m:
+        return content_words(text[: m.start()]), content_words(text[m.end():])
+    return content_words(text), set()
+
+
+def direction_problem(text: str, relation_parts: tuple[str, str], relation: str,
+                      on_topic: Iterable[str] = ()) -> str:
     """'' when an instruction points at the target, else why not. `relation_parts` is the note's
     (source part, target part). 'wrong_direction': it asks for something only the source has (outside
-    an "instead of …"/"not …"/"without …" clause), or puts the target in such a clause;
-    'off_topic': it shares no content word with the note."""
+    an "instead of …"/"not …"/"without …" clause, or as the X of "change X to Y"), or moves away from
+    the target; 'off_topic': it shares no content word with the note nor with `on_topic` (words
+    that ask for the stated change: "mirror it" for a note that says "mirrored")."""
     src, tgt = relation_parts
     words = content_words(text) - FRAME_WORDS
-    if not words & content_words(relation):
+    if not words & content_words(relation) and not set(norm(text).split()) & set(on_topic):
         return "off_topic"
     if not (src and tgt):
         return ""
@@ -95,12 +117,10 @@ def direction_problem(text: str, relation_parts: tuple[str, str], relation: str)
     src_only, tgt_only = s_words - t_words, t_words - s_words
     if not tgt_only:
         return ""
-    m = _CONTRAST.search(text)  # "X instead of Y": X is asked for, Y is what to move away from
-    wanted = content_words(text[: m.start()]) if m else words
-    avoided = content_words(text[m.end():]) if m else set()
+    wanted, avoided = wanted_and_avoided(text)
     if avoided & tgt_only and not wanted & tgt_only:
         return "wrong_direction"
-    if wanted & src_only:  # asks for something only the source has (unless after "instead of", "not", …)
+    if wanted & src_only:  # asks for something only the source has
         return "wrong_direction"
     return ""
 
@@ -147,7 +167,8 @@ def check_instructions(candidates: list[str], description: str, *, min_count: in
             why = "copies_description"
         elif key in demos:
             why = "copies_demo"
-        elif relation_parts is not None and (why := direction_problem(text, relation_parts, description)):
+        elif relation_parts is not None and (why := direction_problem(text, relation_parts, description,
+                                                                      change_words or ())):
             pass
         elif change_words is not None and not set(key.split()) & change_words:
             why = "no_change_named"
