@@ -17,13 +17,17 @@ import multiprocessing as mp
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from PIL import Image
 
 from megapairs.corpus.images import load_image
+
+if TYPE_CHECKING:
+    from megapairs.embed.config import EmbedConfig
 
 _RESAMPLE = {0: Image.NEAREST, 1: Image.LANCZOS, 2: Image.BILINEAR, 3: Image.BICUBIC}
 
@@ -115,3 +119,50 @@ def make_pool(mode: str, workers: int) -> cf.Executor:
     for f in [pool.submit(_ready) for _ in range(workers)]:  # each submit spawns one more process
         f.result()
     return pool
+
+
+def stack_batches(arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per image {key: (H, W, 3) uint8} -> {key: (B, H, W, 3) uint8}."""
+    return {key: np.stack([a[key] for a in arrays]) for key in (arrays[0] if arrays else {})}
+
+
+class Decoder:
+    """Rows -> uint8 batches, decoded by a bounded pool (`embed.decode_mode`) two batches ahead of
+    the model. Each batch is split into one part per worker (fewer, larger messages to processes)."""
+
+    def __init__(self, config: "EmbedConfig", geometries: dict[str, Geometry], device: str = "cpu") -> None:
+        mode = config.decode_mode
+        if mode == "auto":
+            mode = "processes" if device.startswith("cuda") else "threads"
+        self.mode = mode
+        self.workers = config.decode_workers or config.decode_threads or auto_workers(mode)
+        self.geometries = geometries
+        self.draft = draft_side(geometries) if config.decode_draft and geometries else None
+        self.batch_size = config.batch_size
+        self.pool = make_pool(mode, self.workers) if geometries else None  # no image view: no decoding
+        if self.pool is not None:  # end the workers when this decoder goes, not only at exit
+            self._finalizer = weakref.finalize(self, self.pool.shutdown, wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self._finalizer()
+
+    def _submit(self, chunk: list[dict[str, Any]]) -> list[cf.Future]:
+        if self.pool is None:
+            return []
+        # Only what decoding needs crosses to a process (not ids or captions).
+        rows = [{"uri": r["uri"], "image_bytes": r.get("image_bytes")} for r in chunk]
+        step = -(-len(rows) // self.workers)
+        return [self.pool.submit(decode_rows, rows[i : i + step], self.geometries, self.draft)
+                for i in range(0, len(rows), step)]
+
+    def batches(self, rows: list[dict[str, Any]]) -> Iterator[tuple[list[dict], dict[str, np.ndarray]]]:
+        """(rows of the batch, {key: uint8 (B, H, W, 3)}) in order."""
+        bs = self.batch_size
+        chunks = [rows[i : i + bs] for i in range(0, len(rows), bs)]
+        pending = [self._submit(c) for c in chunks[:2]]
+        for j, chunk in enumerate(chunks):
+            arrays = [a for f in pending.pop(0) for a in f.result()]
+            if j + 2 < len(chunks):
+                pending.append(self._submit(chunks[j + 2]))
+            yield chunk, stack_batches(arrays)

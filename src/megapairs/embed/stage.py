@@ -6,10 +6,8 @@ Output per shard: `part-NNNNN.parquet` (id) and `.vectors/<view>/part-NNNNN.npy`
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import io
-import weakref
 from typing import Any, Iterator
 
 import numpy as np
@@ -22,7 +20,7 @@ from megapairs.embed.backends import build_image_encoder, build_text_encoder
 from megapairs.embed.backends.base import ImageEncoder, TextEncoder, pick_device
 from megapairs.embed.backends.preprocess import Preprocess
 from megapairs.embed.config import VIEW_MODALITY, EmbedConfig
-from megapairs.embed.decode import Geometry, auto_workers, decode_rows, draft_side, make_pool
+from megapairs.embed.decode import Decoder, Geometry, stack_batches
 from megapairs.embed.store import vector_path, vector_relpath
 from megapairs.progress import advance
 from megapairs.stages import ShardTask, Stage
@@ -58,16 +56,11 @@ class Encoders:
 
     def preprocess(self, images: list) -> dict[str, torch.Tensor]:
         """Decoded images -> one normalised (B, 3, H, W) batch per preprocessing key, on the device."""
-        geometries = self.geometries
-        return self.normalize(self.collate([{k: g(im) for k, g in geometries.items()} for im in images]))
+        return self.normalize(stack_batches([{k: g(im) for k, g in self.geometries.items()} for im in images]))
 
-    def collate(self, arrays: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        """Per image uint8 (H, W, 3) arrays -> one uint8 (B, H, W, 3) batch per key (on the CPU)."""
-        return {key: torch.from_numpy(np.stack([a[key] for a in arrays])) for key in self.groups}
-
-    def normalize(self, batches: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """uint8 batches -> float32 (B, 3, H, W) on the encoders' device (converted there)."""
-        return {key: self.pre[key].normalize(x, self.device) for key, x in batches.items()}
+    def normalize(self, batches: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """uint8 (B, H, W, 3) batches -> float32 (B, 3, H, W) on the encoders' device (converted there)."""
+        return {key: self.pre[key].normalize(torch.from_numpy(x), self.device) for key, x in batches.items()}
 
     def encode(self, batches: dict[str, torch.Tensor], captions: list[str]) -> dict[str, np.ndarray]:
         """Normalised batches (from `normalize` / `preprocess`) + captions -> (B, D) per view."""
@@ -78,45 +71,6 @@ class Encoders:
         for v, enc in self.text.items():
             out[v] = enc.encode_text([c or EMPTY_CAPTION for c in captions]).numpy()  # (B, D)
         return out
-
-
-class Decoder:
-    """Rows -> uint8 batches, decoded by a bounded pool (`embed.decode_mode`) two batches ahead of
-    the model. Each batch is split into one part per worker (fewer, larger messages to processes)."""
-
-    def __init__(self, config: EmbedConfig, encoders: Encoders) -> None:
-        mode = config.decode_mode
-        if mode == "auto":
-            mode = "processes" if encoders.device.startswith("cuda") else "threads"
-        self.mode = mode
-        self.workers = config.decode_workers or config.decode_threads or auto_workers(mode)
-        self.geometries = encoders.geometries
-        self.draft = draft_side(self.geometries) if config.decode_draft and self.geometries else None
-        self.encoders = encoders
-        self.batch_size = config.batch_size
-        self.pool = make_pool(mode, self.workers) if self.geometries else None
-        if self.pool is not None:  # end the workers when this decoder goes, not only at exit
-            weakref.finalize(self, self.pool.shutdown, wait=False, cancel_futures=True)
-
-    def _submit(self, chunk: list[dict[str, Any]]) -> list[cf.Future]:
-        if self.pool is None:  # no image view: nothing to decode
-            return []
-        # Only what decoding needs crosses to a process (not ids or captions).
-        rows = [{"uri": r["uri"], "image_bytes": r.get("image_bytes")} for r in chunk]
-        step = -(-len(rows) // self.workers)
-        return [self.pool.submit(decode_rows, rows[i : i + step], self.geometries, self.draft)
-                for i in range(0, len(rows), step)]
-
-    def batches(self, rows: list[dict[str, Any]]) -> Iterator[tuple[list[dict], dict[str, torch.Tensor]]]:
-        """(rows of the batch, uint8 (B, H, W, 3) per preprocessing key) in order."""
-        bs = self.batch_size
-        chunks = [rows[i : i + bs] for i in range(0, len(rows), bs)]
-        pending = [self._submit(c) for c in chunks[:2]]
-        for j, chunk in enumerate(chunks):
-            arrays = [a for f in pending.pop(0) for a in f.result()]
-            if j + 2 < len(chunks):
-                pending.append(self._submit(chunks[j + 2]))
-            yield chunk, self.encoders.collate(arrays) if self.geometries else {}
 
 
 def ok_rows(corpus: Artifact, shard: int, columns: list[str]) -> pa.Table:
@@ -143,7 +97,7 @@ class EmbedStage(Stage):
         corpus = self.input_artifact("corpus")
         art = self.output()
         dtype = np.float16 if self.config.dtype == "float16" else np.float32
-        decoder = Decoder(self.config, encoders)
+        decoder = Decoder(self.config, encoders.geometries, encoders.device)
 
         def work(task: ShardTask) -> None:
             rows = ok_rows(corpus, task.payload, ["id", "uri", "caption", "image_bytes"]).to_pylist()
