@@ -85,9 +85,10 @@ def decode_rows(rows: list[dict[str, Any]], geometries: dict[str, Geometry],
     return out
 
 
-def _watch_parent(parent: int) -> None:
-    """Worker initialiser: exit when the parent dies (a SIGKILLed run must not leave decoders
-    blocked on their queue forever)."""
+def _init_worker(parent: int) -> None:
+    """Process initialiser: load PIL's format plugins now rather than on the first batch, and exit
+    when the parent dies (a SIGKILLed run must not leave decoders blocked on their queue forever)."""
+    Image.init()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -114,7 +115,7 @@ def make_pool(mode: str, workers: int) -> cf.Executor:
         return cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
     if mode != "processes":
         raise ValueError(f"decode mode must be threads or processes, got {mode!r}")
-    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_watch_parent,
+    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                   initargs=(os.getpid(),))
     for f in [pool.submit(_ready) for _ in range(workers)]:  # each submit spawns one more process
         f.result()
