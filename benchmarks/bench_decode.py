@@ -2,7 +2,7 @@
 in threads and in spawned processes, with JPEG draft decoding off and on, side by side in one
 run; then the cosine between draft-decoded and fully decoded embeddings (offline encoders).
 
-    python -m benchmarks.bench_decode [--n 192] [--sizes 640x480,1600x1200] [--workers 1,2]
+    python -m benchmarks.bench_decode [--n 192] [--sizes 640x480,1600x1200] [--workers 1,2] [--repeats 3]
 
 Photos: real photos bundled with scikit-image / scikit-learn / matplotlib, each centre-cropped to
 the size's aspect, resized, given mild sensor-like noise (so JPEG entropy is photo-like) and
@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -124,10 +125,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="640x480,1600x1200")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many runs per path")
     args = ap.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     root = Path(tempfile.mkdtemp(prefix="bench-decode-"))
-    print(f"{args.n} JPEG photos per size, batch {args.batch}, cores {os.cpu_count()}, "
+    print(f"{args.n} JPEG photos per size, batch {args.batch}, best of {args.repeats}, cores {os.cpu_count()}, "
           f"geometries CLIP-224 + DINOv2-256/224 (draft target {draft_side({k: p.geometry for k, p in PRE.items()})} px)\n")
     print("| photo size | path | workers | JPEG draft | images/s | vs before, 1 thread |")
     print("|---|---|---|---|---|---|")
@@ -136,13 +138,14 @@ def main() -> None:
         w, h = (int(x) for x in size.split("x"))
         rows = make_photos(root / size, args.n, (w, h))
         time_decoder(rows, "threads", 1, False, args.batch)  # warm the page cache
-        rate: dict[tuple, float] = {}
-        for t in workers:
-            rate[("before", t, False)] = args.n / time_before(rows, t, args.batch)
-        for mode in ("threads", "processes"):
-            for t in workers:
-                for draft in (False, True):
-                    rate[(mode, t, draft)] = args.n / time_decoder(rows, mode, t, draft, args.batch)
+        runs = [("before", t, False) for t in workers]
+        runs += [(mode, t, draft) for mode in ("threads", "processes") for t in workers for draft in (False, True)]
+        best = {r: float("inf") for r in runs}
+        for _ in range(args.repeats):  # round robin, best of: other load on the machine hits every path alike
+            for path, t, draft in runs:
+                s = time_before(rows, t, args.batch) if path == "before" else time_decoder(rows, path, t, draft, args.batch)
+                best[(path, t, draft)] = min(best[(path, t, draft)], s)
+        rate = {r: args.n / s for r, s in best.items()}
         base = rate[("before", workers[0], False)]
         for (path, t, draft), r in rate.items():
             label = "float32 preprocess, threads (before)" if path == "before" else f"uint8, {path}"
@@ -165,6 +168,7 @@ def main() -> None:
     for size, per_view in cosines.items():
         for v, (mean, p5, lo) in per_view.items():
             print(f"{size} {v}: {mean:.4f} / {p5:.4f} / {lo:.4f}")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
