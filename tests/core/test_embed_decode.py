@@ -157,6 +157,33 @@ def test_a_run_whose_config_yaml_lacks_the_decode_fields_resumes_unchanged(tmp_p
     assert run_fingerprint(run) == before
 
 
+FROM_STDIN = """
+import sys
+import numpy as np
+from PIL import Image
+from megapairs.embed.config import EmbedConfig
+from megapairs.embed.decode import Decoder, Geometry, decode_rows
+path = sys.argv[1]
+Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(path)
+geoms = {"a": Geometry((32, 32), 32)}
+rows = [{"uri": path, "image_bytes": None}] * 3
+d = Decoder(EmbedConfig(decode_mode="processes", decode_workers=2, batch_size=2), geoms)
+got = np.concatenate([b["a"] for _, b in d.batches(rows)])
+print(d.mode, np.array_equal(got, np.stack([r["a"] for r in decode_rows(rows, geoms)])))
+"""
+
+
+def test_a_process_pool_that_cannot_start_falls_back_to_threads(tmp_path):
+    # A script read from stdin: spawned children cannot re-import the main module.
+    repo = Path(__file__).parents[2]
+    env = dict(os.environ, PYTHONPATH=f"{repo / 'src'}{os.pathsep}{repo}")
+    out = subprocess.run([sys.executable, "-", str(tmp_path / "x.jpg")], input=FROM_STDIN, text=True,
+                         capture_output=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["threads", "True"]
+    assert "decoding on 2 threads instead" in out.stderr
+
+
 def _children(pid: int) -> list[int]:
     import psutil
 

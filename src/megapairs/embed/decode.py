@@ -13,11 +13,13 @@ where decoding is the bottleneck; threads on CPU, where the model is).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
 import os
 import threading
 import time
 import weakref
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -28,6 +30,8 @@ from megapairs.corpus.images import load_image
 
 if TYPE_CHECKING:
     from megapairs.embed.config import EmbedConfig
+
+log = logging.getLogger("megapairs")
 
 _RESAMPLE = {0: Image.NEAREST, 1: Image.LANCZOS, 2: Image.BILINEAR, 3: Image.BICUBIC}
 
@@ -117,8 +121,15 @@ def make_pool(mode: str, workers: int) -> cf.Executor:
         raise ValueError(f"decode mode must be threads or processes, got {mode!r}")
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                   initargs=(os.getpid(),))
-    for f in [pool.submit(_ready) for _ in range(workers)]:  # each submit spawns one more process
-        f.result()
+    try:
+        for f in [pool.submit(_ready) for _ in range(workers)]:  # each submit spawns one more process
+            f.result()
+    except BrokenProcessPool as e:
+        # Spawned children re-import the main script; they cannot when it is not a file (`python -`).
+        # Threads decode the same pixels, so the vectors do not depend on this.
+        pool.shutdown(wait=False, cancel_futures=True)
+        log.warning("decode processes could not start (%s); decoding on %d threads instead", e, workers)
+        return cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
     return pool
 
 
@@ -141,6 +152,8 @@ class Decoder:
         self.draft = draft_side(geometries) if config.decode_draft and geometries else None
         self.batch_size = config.batch_size
         self.pool = make_pool(mode, self.workers) if geometries else None  # no image view: no decoding
+        if isinstance(self.pool, cf.ThreadPoolExecutor):
+            self.mode = "threads"  # asked for, or the fallback of a process pool that could not start
         if self.pool is not None:  # end the workers when this decoder goes, not only at exit
             self._finalizer = weakref.finalize(self, self.pool.shutdown, wait=False, cancel_futures=True)
 
