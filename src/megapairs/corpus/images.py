@@ -101,10 +101,12 @@ def render_svg(data: bytes, size: int) -> bytes:
         raise DecodeError("bad_svg", f"cannot render SVG: {type(e).__name__}: {e}") from None
 
 
-def decode(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def decode(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | None = None) -> Decoded:
     """Bytes -> RGB image, or DecodeError with a reason: empty_file, not_an_image, truncated,
     decompression_bomb, unreadable. Odd modes (CMYK, 16-bit, alpha, palette, animated) are
-    converted and reported in `note`."""
+    converted and reported in `note`. `draft`: a JPEG decodes at the smallest DCT scale (1/2, 1/4,
+    1/8) whose sides stay >= `draft` pixels (libjpeg scales while decoding: far less work for big
+    photos; the pixels differ slightly from a full decode then resize). Other formats ignore it."""
     if not data:
         raise DecodeError("empty_file", "zero bytes")
     Image.MAX_IMAGE_PIXELS = max_pixels
@@ -116,6 +118,8 @@ def decode(data: bytes, name: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) ->
             if img.width * img.height > max_pixels:
                 raise Image.DecompressionBombError(f"{img.width}x{img.height} exceeds {max_pixels} pixels")
             frames = getattr(img, "n_frames", 1)
+            if draft:
+                img.draft(None, (draft, draft))  # a no-op for non-JPEG; width/height above are the original's
             ImageFile.LOAD_TRUNCATED_IMAGES = False
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -157,11 +161,11 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(row: dict[str, Any]) -> Image.Image:
-    """RGB image of a corpus row (uses the stored SVG render when there is one)."""
+def load_image(row: dict[str, Any], draft: int | None = None) -> Image.Image:
+    """RGB image of a corpus row (uses the stored SVG render when there is one). `draft`: see `decode`."""
     data = row.get("image_bytes")  # a stored raster render (SVG sources)
     if data is None:
         data = read_bytes(row["uri"])
         if looks_like_svg(data, row.get("uri", "")):
             data = render_svg(data, 256)
-    return decode(data, row.get("uri", "")).image
+    return decode(data, row.get("uri", ""), draft=draft).image

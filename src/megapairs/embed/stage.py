@@ -6,10 +6,8 @@ Output per shard: `part-NNNNN.parquet` (id) and `.vectors/<view>/part-NNNNN.npy`
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import io
-import os
 from typing import Any, Iterator
 
 import numpy as np
@@ -18,10 +16,11 @@ import pyarrow.compute as pc
 import torch
 
 from megapairs.artifacts import Artifact, write_npy, write_table
-from megapairs.corpus.images import load_image
 from megapairs.embed.backends import build_image_encoder, build_text_encoder
 from megapairs.embed.backends.base import ImageEncoder, TextEncoder, pick_device
+from megapairs.embed.backends.preprocess import Preprocess
 from megapairs.embed.config import VIEW_MODALITY, EmbedConfig
+from megapairs.embed.decode import Decoder, Geometry, stack_batches
 from megapairs.embed.store import vector_path, vector_relpath
 from megapairs.progress import advance
 from megapairs.stages import ShardTask, Stage
@@ -33,34 +32,38 @@ class Encoders:
     """All views' encoders, built once per worker; images grouped by preprocessing."""
 
     def __init__(self, config: EmbedConfig) -> None:
-        device = pick_device(config.device)
+        self.device = pick_device(config.device)
         self.image: dict[str, ImageEncoder] = {}
         self.text: dict[str, TextEncoder] = {}
         with contextlib.redirect_stdout(io.StringIO()):  # some packaged loaders print on load
             for view, spec in config.views().items():
                 if VIEW_MODALITY[view] == "image":
-                    self.image[view] = build_image_encoder(spec, device=device)
+                    self.image[view] = build_image_encoder(spec, device=self.device)
                 else:
-                    self.text[view] = build_text_encoder(spec, device=device)
+                    self.text[view] = build_text_encoder(spec, device=self.device)
         self.groups: dict[str, list[str]] = {}
         for view, enc in self.image.items():
             self.groups.setdefault(enc.preprocess_key, []).append(view)
+        self.pre: dict[str, Preprocess] = {key: self.image[views[0]].pre for key, views in self.groups.items()}
 
     def dims(self) -> dict[str, int]:
         return {v: e.dim for v, e in {**self.image, **self.text}.items()}
 
-    def preprocess_one(self, image) -> dict[str, np.ndarray]:
-        """One decoded image -> its (3, H, W) array for every preprocessing key."""
-        return {key: self.image[views[0]].preprocess(image) for key, views in self.groups.items()}
+    @property
+    def geometries(self) -> dict[str, Geometry]:
+        """What the decode workers need (picklable, no model): resize + crop per preprocessing key."""
+        return {key: pre.geometry for key, pre in self.pre.items()}
 
     def preprocess(self, images: list) -> dict[str, torch.Tensor]:
-        """Decoded images -> one (B, 3, H, W) batch per preprocessing key."""
-        return self.collate([self.preprocess_one(im) for im in images])
+        """Decoded images -> one normalised (B, 3, H, W) batch per preprocessing key, on the device."""
+        return self.normalize(stack_batches([{k: g(im) for k, g in self.geometries.items()} for im in images]))
 
-    def collate(self, arrays: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return {key: torch.from_numpy(np.stack([a[key] for a in arrays])) for key in self.groups}
+    def normalize(self, batches: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """uint8 (B, H, W, 3) batches -> float32 (B, 3, H, W) on the encoders' device (converted there)."""
+        return {key: self.pre[key].normalize(torch.from_numpy(x), self.device) for key, x in batches.items()}
 
     def encode(self, batches: dict[str, torch.Tensor], captions: list[str]) -> dict[str, np.ndarray]:
+        """Normalised batches (from `normalize` / `preprocess`) + captions -> (B, D) per view."""
         out = {}
         for key, views in self.groups.items():
             for v in views:
@@ -94,26 +97,13 @@ class EmbedStage(Stage):
         corpus = self.input_artifact("corpus")
         art = self.output()
         dtype = np.float16 if self.config.dtype == "float16" else np.float32
-        bs = self.config.batch_size
-        threads = self.config.decode_threads or max(1, min(8, (os.cpu_count() or 2) - 1))
-        pool = cf.ThreadPoolExecutor(threads)
-        prep_one = lambda row: encoders.preprocess_one(load_image(row))  # noqa: E731
-
-        def batches(rows: list[dict[str, Any]]) -> Iterator[tuple[list[dict], dict[str, torch.Tensor]]]:
-            """Decode + preprocess on `threads` threads, two batches ahead of the model."""
-            chunks = [rows[i : i + bs] for i in range(0, len(rows), bs)]
-            pending = [[pool.submit(prep_one, r) for r in c] for c in chunks[:2]]
-            for j, chunk in enumerate(chunks):
-                arrays = [f.result() for f in pending.pop(0)]
-                if j + 2 < len(chunks):
-                    pending.append([pool.submit(prep_one, r) for r in chunks[j + 2]])
-                yield chunk, encoders.collate(arrays)
+        decoder = Decoder(self.config, encoders.geometries, encoders.device)
 
         def work(task: ShardTask) -> None:
             rows = ok_rows(corpus, task.payload, ["id", "uri", "caption", "image_bytes"]).to_pylist()
             outs: dict[str, list[np.ndarray]] = {v: [] for v in encoders.dims()}
-            for chunk, pixels in batches(rows):
-                for v, x in encoders.encode(pixels, [r["caption"] for r in chunk]).items():
+            for chunk, pixels in decoder.batches(rows):
+                for v, x in encoders.encode(encoders.normalize(pixels), [r["caption"] for r in chunk]).items():
                     outs[v].append(x.astype(dtype))
                 advance(len(chunk))  # within-shard progress
             files = [art.shard_path(task.index).name]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from megapairs.embed.backends.preprocess import Preprocess
 from megapairs.registry import Registry
 
 
@@ -31,10 +32,12 @@ class ImageEncoder(ABC):
     dim: int
     # Encoders with equal keys share one preprocessed batch (each image is decoded once anyway).
     preprocess_key: str
+    # Resize/crop (done by the decode workers, uint8) + normalisation (done on the device).
+    pre: Preprocess
 
-    @abstractmethod
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """RGB PIL image -> (3, H, W) float32."""
+        return self.pre(image)
 
     @abstractmethod
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from megapairs.embed.backends.base import (
     IMAGE_ENCODERS, TEXT_ENCODERS, ImageEncoder, TextEncoder, pick_device, pooled,
@@ -72,9 +70,6 @@ class HFImageEncoder(ImageEncoder):
         cfg = self.model.config
         self.dim = int(getattr(cfg, "projection_dim", 0) or getattr(cfg, "hidden_size", 0)
                        or cfg.vision_config.hidden_size)
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return self.pre(image)
 
     @torch.inference_mode()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:

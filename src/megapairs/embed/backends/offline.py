@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from megapairs.embed.backends.base import IMAGE_ENCODERS, TEXT_ENCODERS, ImageEncoder, TextEncoder
 from megapairs.embed.backends.preprocess import Preprocess
@@ -134,13 +133,11 @@ def class_text_bank(device: str = "cpu") -> torch.Tensor:
 class EfficientNetFeatures(ImageEncoder):
     dim = 1280
     preprocess_key = EFFNET_PREPROCESS.key
+    pre = EFFNET_PREPROCESS
 
     def __init__(self, device: str = "cpu") -> None:
         self.spec = "offline:efficientnet-lite0"
         self.trunk = shared_trunk(device)
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return EFFNET_PREPROCESS(image)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         feats, _ = self.trunk.run(pixels)
@@ -150,15 +147,13 @@ class EfficientNetFeatures(ImageEncoder):
 class LabelBridgeImage(ImageEncoder):
     dim = 384
     preprocess_key = EFFNET_PREPROCESS.key
+    pre = EFFNET_PREPROCESS
 
     def __init__(self, device: str = "cpu", temperature: float = 1.0) -> None:
         self.spec = "offline:label-bridge"
         self.trunk = shared_trunk(device)
         self.bank = class_text_bank(device)  # (1000, 384)
         self.temperature = temperature
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return EFFNET_PREPROCESS(image)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         _, logits = self.trunk.run(pixels)
