@@ -7,7 +7,8 @@
 plus whatever other (non-image) fields the table has (`key`, `q_id`, scores...).
 
 `path` may be a dataset folder or one table file (.parquet, .jsonl, .json, or a WebDataset .tar
-whose samples carry a .json member). In a folder, `split` selects `<folder>/<split>/` or files named
+whose samples carry a .json member). In a folder, `split` selects `<folder>/<split>/` (and `<folder>/jsonl/<split>/`,
+`<folder>/webdataset/<split>/`) or files named
 `<split>-*`/`<split>_*`/`<split>.*`; a folder with no split structure is read whole. When a folder
 holds the same rows in several formats, only the first of Parquet, JSONL, JSON, tar is read.
 
@@ -38,6 +39,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "hns": ("hns", "hard_negative_images", "hard_negative_image_paths", "hn_imgs", "neg_imgs"),
 }
 SPLIT_NAMES = ("train", "validation", "val", "test")
+FORMAT_FOLDERS = ("jsonl", "webdataset")  # our export keeps these formats in <format>/<split>/
 
 
 def _walk_tables(folder: Path) -> list[Path]:
@@ -151,6 +153,8 @@ def read_triplets(path: Path | str, split: str | None = "train", *,
     """Triplets with absolute image paths (see the module docstring)."""
     path = Path(path).resolve()
     root = path if path.is_dir() else path.parent
+    if root.parent.name in FORMAT_FOLDERS:  # one file of jsonl/<split>/ or webdataset/<split>/
+        root = root.parent.parent
     img_root = Path(image_root).resolve() if image_root is not None else None
     base_for: dict[Path, Path] = {}
     consumed = {a for names in ALIASES.values() for a in names}
