@@ -148,43 +148,58 @@ def _bases(table: Path, root: Path, image_root: Path | None) -> list[Path]:
     return out
 
 
+def dataset_root(path: Path) -> Path:
+    """The folder relative image paths start from (before `_bases` walks up): the dataset folder, or
+    for one table file its folder (the dataset folder for a file of jsonl/<split>/ or webdataset/<split>/)."""
+    root = path if path.is_dir() else path.parent
+    if root.parent.name in FORMAT_FOLDERS:
+        root = root.parent.parent
+    return root
+
+
+def table_base(table: Path, root: Path, image_root: Path | None, first_q: str) -> Path:
+    """The base a table's relative paths resolve against: the first candidate holding its first query."""
+    candidates = _bases(table, root, image_root)
+    return next((b for b in candidates if Path(first_q).is_absolute() or (b / first_q).exists()), candidates[0])
+
+
+CONSUMED = {a for names in ALIASES.values() for a in names}
+
+
+def triplet_of(row: dict[str, Any], base: Path) -> dict[str, Any]:
+    """One raw row as a triplet with absolute image paths (plus its other non-image fields)."""
+
+    def absolute(p: str) -> str:
+        pp = Path(p)
+        return str(pp if pp.is_absolute() else (base / pp).resolve())
+
+    texts = _field(row, "q_text")
+    if isinstance(texts, str):
+        texts = [texts]
+    try:
+        hns = _field(row, "hns") or []
+    except KeyError:
+        hns = []
+    out = {
+        "q_img": absolute(_path_value(_field(row, "q_img"))),
+        "q_text": [str(t) for t in (texts or [])],
+        "t_img": absolute(_path_value(_field(row, "t_img"))),
+        "hns": [absolute(_path_value(h)) for h in hns],
+    }
+    for k, v in row.items():
+        if k not in CONSUMED and not isinstance(v, (bytes, bytearray)):
+            out.setdefault(k, v)
+    return out
+
+
 def read_triplets(path: Path | str, split: str | None = "train", *,
                   image_root: Path | str | None = None) -> Iterator[dict[str, Any]]:
     """Triplets with absolute image paths (see the module docstring)."""
     path = Path(path).resolve()
-    root = path if path.is_dir() else path.parent
-    if root.parent.name in FORMAT_FOLDERS:  # one file of jsonl/<split>/ or webdataset/<split>/
-        root = root.parent.parent
+    root = dataset_root(path)
     img_root = Path(image_root).resolve() if image_root is not None else None
     base_for: dict[Path, Path] = {}
-    consumed = {a for names in ALIASES.values() for a in names}
-
     for row, table in iter_rows(path, split):
-        q = _path_value(_field(row, "q_img"))
         if table not in base_for:
-            candidates = _bases(table, root, img_root)
-            base_for[table] = next((b for b in candidates if Path(q).is_absolute() or (b / q).exists()),
-                                   candidates[0])
-        base = base_for[table]
-
-        def absolute(p: str) -> str:
-            pp = Path(p)
-            return str(pp if pp.is_absolute() else (base / pp).resolve())
-
-        texts = _field(row, "q_text")
-        if isinstance(texts, str):
-            texts = [texts]
-        try:
-            hns = _field(row, "hns") or []
-        except KeyError:
-            hns = []
-        out = {
-            "q_img": absolute(q),
-            "q_text": [str(t) for t in (texts or [])],
-            "t_img": absolute(_path_value(_field(row, "t_img"))),
-            "hns": [absolute(_path_value(h)) for h in hns],
-        }
-        for k, v in row.items():
-            if k not in consumed and not isinstance(v, (bytes, bytearray)):
-                out.setdefault(k, v)
-        yield out
+            base_for[table] = table_base(table, root, img_root, _path_value(_field(row, "q_img")))
+        yield triplet_of(row, base_for[table])
