@@ -31,6 +31,7 @@ import pyarrow as pa
 import torch
 
 from megapairs.models.common import load_image
+from megapairs.train import triplet_cache
 
 log = logging.getLogger("megapairs")
 
@@ -49,6 +50,7 @@ def candidate_ids(items: list[dict[str, Any]]) -> torch.Tensor:
     return torch.tensor([i for it in items for i in it["ids"]], dtype=torch.long)
 
 COLUMNS = ("q_img", "q_text", "t_img", "hns")
+SCHEMA = triplet_cache.SCHEMA
 
 
 @dataclass
@@ -59,11 +61,21 @@ class TripletTable:
     table: pa.Table
     source: str
 
+    def __post_init__(self) -> None:
+        # Row lookups go straight to a chunk (a mapped file has one chunk per written batch).
+        self._chunks = [self.table.column(c).chunks for c in COLUMNS]
+        sizes = [len(ch) for ch in self._chunks[0]]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
     def __len__(self) -> int:
         return self.table.num_rows
 
     def row(self, i: int) -> dict[str, Any]:
-        return {c: self.table.column(c)[i].as_py() for c in COLUMNS}
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} out of range for {len(self)} triplets")
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        j = i - int(self._starts[k])
+        return {c: chunks[k][j].as_py() for c, chunks in zip(COLUMNS, self._chunks)}
 
 
 def load_triplets(path: str | Path, image_root: str | Path | None = None, *,
@@ -71,7 +83,6 @@ def load_triplets(path: str | Path, image_root: str | Path | None = None, *,
     """All triplets of `split` under `path` (a folder or one table file). With `cache` (a file path),
     the main process writes them there as an Arrow file (or reuses it when its sources are unchanged),
     every process waits for it, then memory-maps it: rows cost page cache, not process memory."""
-    from megapairs.train import triplet_cache
     from megapairs.train.distributed import barrier, info
 
     src = Path(path).resolve()
