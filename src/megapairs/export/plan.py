@@ -253,3 +253,35 @@ def image_owners(plan: Plan, shard_of: np.ndarray) -> tuple[np.ndarray, np.ndarr
     np.minimum.at(owner, used, shard)
     codes = np.flatnonzero(owner != np.iinfo(np.int64).max)
     return codes, owner[codes]
+
+
+class ImagePlan:
+    """`_plan/images.parquet` as arrays (ids sorted): which shard writes each image and where in the
+    corpus its pixels are. Positions index these arrays; no Python object per image."""
+
+    def __init__(self, path: Path) -> None:
+        t = pq.read_table(path)
+        self.ids = t["id"].combine_chunks()
+        self.paths = t["path"].combine_chunks()
+        self.owner = t["owner"].to_numpy()
+        self.corpus_shard = t["corpus_shard"].to_numpy()
+        self.corpus_row = t["corpus_row"].to_numpy()
+        self._by_owner = np.argsort(self.owner, kind="stable")  # within an owner: id order
+        self._owners = self.owner[self._by_owner]
+
+    def owned(self, shard: int) -> np.ndarray:
+        """Positions of the images shard `shard` writes, in id order."""
+        lo, hi = np.searchsorted(self._owners, [shard, shard + 1])
+        return self._by_owner[lo:hi]
+
+    def positions(self, ids: list[str]) -> np.ndarray:
+        pos = codes_of(pa.array(ids, pa.string()), self.ids)
+        if (pos < 0).any():
+            raise RuntimeError("a row names an image the export plan does not list; rerun with --overwrite")
+        return pos
+
+    def id(self, pos: int) -> str:
+        return self.ids[pos].as_py()
+
+    def path(self, pos: int) -> str:
+        return self.paths[pos].as_py()

@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from megapairs.artifacts import Artifact, atomic_write_bytes, atomic_write_json, open_complete, read_json
+from megapairs.artifacts import Artifact, atomic_write_bytes, atomic_write_json, open_complete, read_json, write_table
 from megapairs.corpus.images import load_image
 from megapairs.export import layout
 from megapairs.export.config import ExportConfig
 from megapairs.export.columns import relpaths
-from megapairs.export.plan import BLOCK, Plan, image_owners, make_plan, row_table
-from megapairs.export.writers import triplet_schema, write_jsonl, write_parquet, write_webdataset
+from megapairs.export.plan import BLOCK, ImagePlan, Plan, image_owners, make_plan, row_table
+from megapairs.export.writers import triplet_schema, write_jsonl, write_webdataset
 from megapairs.stages import ShardTask, Stage
 
 log = logging.getLogger("megapairs")
@@ -109,28 +109,25 @@ class ExportStage(Stage):
         art = self.output()
         out = self.output_path
         plan_file = pq.ParquetFile(self.plan_dir / "triplets.parquet")
-        schema = plan_file.schema_arrow
-        img_plan = pq.read_table(self.plan_dir / "images.parquet").to_pylist()
-        images = {r["id"]: r for r in img_plan}
+        images = ImagePlan(self.plan_dir / "images.parquet")
         corpus = self.input_artifact("corpus")
 
-        def encode_missing(ids: list[str]) -> dict[str, bytes]:
-            """Encode images not yet on disk, reading each corpus shard once."""
-            by_shard: dict[int, list[str]] = {}
-            for i in ids:
-                by_shard.setdefault(images[i]["corpus_shard"], []).append(i)
-            out_bytes: dict[str, bytes] = {}
-            for shard, members in sorted(by_shard.items()):
-                members.sort(key=lambda i: images[i]["corpus_row"])
+        def encode_missing(wanted: np.ndarray) -> dict[int, bytes]:
+            """Encode images (positions in the image plan) not yet on disk, reading each corpus shard once."""
+            out_bytes: dict[int, bytes] = {}
+            for shard in np.unique(images.corpus_shard[wanted]).tolist():
+                members = wanted[images.corpus_shard[wanted] == shard]
+                members = members[np.argsort(images.corpus_row[members], kind="stable")]
                 table = corpus.read_shard(shard, columns=["id", "uri", "image_bytes"])
-                picked = table.take(pa.array([images[i]["corpus_row"] for i in members], pa.int64())).to_pylist()
-                for image_id, row in zip(members, picked):
+                picked = table.take(pa.array(images.corpus_row[members].astype(np.int64))).to_pylist()
+                for pos, row in zip(members.tolist(), picked):
+                    image_id = images.id(pos)
                     if row["id"] != image_id:
                         raise RuntimeError(f"the corpus changed under the export plan (shard {shard} row "
-                                           f"{images[image_id]['corpus_row']} is {row['id']}, expected {image_id}); "
+                                           f"{images.corpus_row[pos]} is {row['id']}, expected {image_id}); "
                                            "rerun the export with --overwrite")
                     try:
-                        out_bytes[image_id] = layout.encode_image(load_image(row), c)
+                        out_bytes[pos] = layout.encode_image(load_image(row), c)
                     except Exception as e:  # noqa: BLE001 - any decode problem: name the image, fail the shard
                         raise RuntimeError(f"cannot read image {image_id} ({row['uri']}): {type(e).__name__}: {e}. "
                                            "It was usable at ingest; restore the file or exclude it and rerun.") from e
@@ -138,25 +135,33 @@ class ExportStage(Stage):
 
         def work(task: ShardTask) -> None:
             info = task.payload
-            rows = plan_file.read_row_group(info["index"]).to_pylist()
-            needed = sorted({x for r in rows for x in (r["q_id"], r["t_id"], *r["hn_ids"])})
-            owned = [i for i in needed if images[i]["owner"] == task.index]
+            table = plan_file.read_row_group(info["index"])
+            owned = images.owned(task.index)
             # Owned images are written here; other shards' images are encoded too (identically) when a
             # tar must carry their pixels and their owner has not written them yet.
-            wanted = needed if "webdataset" in c.formats else owned
-            fresh = encode_missing([i for i in wanted if not (out / images[i]["path"]).exists()])
-            for image_id in owned:
-                if image_id in fresh:
-                    atomic_write_bytes(out / images[image_id]["path"], fresh.pop(image_id))
+            wanted = owned
+            if "webdataset" in c.formats:
+                used = pa.concat_arrays([table["q_id"].combine_chunks(), table["t_id"].combine_chunks(),
+                                         pc.list_flatten(table["hn_ids"]).combine_chunks()])
+                wanted = np.unique(images.positions(pc.unique(used).to_pylist()))
+            fresh = encode_missing(np.asarray([p for p in wanted.tolist() if not (out / images.path(p)).exists()],
+                                              dtype=np.int64))
+            for pos in owned.tolist():
+                if pos in fresh:
+                    atomic_write_bytes(out / images.path(pos), fresh.pop(pos))
+            fresh_by_id = {images.id(p): b for p, b in fresh.items()}
 
             def image_bytes(image_id: str) -> bytes:
-                return fresh[image_id] if image_id in fresh else (out / images[image_id]["path"]).read_bytes()
+                if image_id in fresh_by_id:
+                    return fresh_by_id[image_id]
+                return (out / layout.image_relpath(image_id, c.image_ext)).read_bytes()
 
             files = []
             if "parquet" in c.formats:
                 rel = layout.shard_relpath(info["split"], info["part"], ".parquet")
-                write_parquet(out / rel, rows, schema)
+                write_table(out / rel, table)
                 files.append(rel)
+            rows = table.to_pylist() if {"jsonl", "webdataset"} & set(c.formats) else []
             if "jsonl" in c.formats:
                 rel = layout.shard_relpath(info["split"], info["part"], ".jsonl")
                 write_jsonl(out / rel, rows)
@@ -165,7 +170,7 @@ class ExportStage(Stage):
                 rel = layout.shard_relpath(info["split"], info["part"], ".tar")
                 write_webdataset(out / rel, rows, image_bytes, c.image_ext)
                 files.append(rel)
-            art.mark_done(task.index, len(rows), files, split=info["split"], images_owned=len(owned))
+            art.mark_done(task.index, table.num_rows, files, split=info["split"], images_owned=len(owned))
 
         return work
 
