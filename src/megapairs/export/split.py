@@ -136,8 +136,10 @@ def _carve(flat: np.ndarray, offsets: np.ndarray, idx: np.ndarray, need: int, se
     lengths = np.diff(offsets)[idx]
     tri = np.repeat(idx, lengths)
     img = flat[_ranges(offsets[idx], lengths)]
-    pairs = np.unique(np.stack([tri, img], axis=1), axis=0)  # distinct (triplet, image), sorted
-    tri, img = pairs[:, 0], pairs[:, 1]
+    width = int(img.max()) + 1
+    pairs = np.unique(tri * width + img)  # distinct (triplet, image), sorted by triplet then image
+    tri, img = pairs // width, pairs % width
+    del pairs
     size = np.bincount(tri, minlength=len(offsets) - 1)  # distinct images per triplet
     tri_start = np.searchsorted(tri, np.arange(len(offsets)))  # triplet -> its images, in id order
     by = np.lexsort((tri, img))  # image -> its triplets, ascending
