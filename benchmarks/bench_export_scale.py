@@ -69,6 +69,7 @@ def generate(root: Path, n_pairs: int, n_images: int, seed: int = 0, shard: int 
             negs = r.integers(0, n_images, (m, 4))
             texts = r.integers(0, len(words), (m, 3))
             scores = r.uniform(0.6, 0.97, (m, 3))
+            rank = r.integers(0, 10, m).astype(np.int32)  # drawn for both artifacts: same stream
             qs, ts = ids.take(pa.array(q)), ids.take(pa.array(t))
             if which == "pairs":
                 flat = ids.take(pa.array(np.concatenate([q[:, None], negs], axis=1).ravel()))
@@ -81,7 +82,7 @@ def generate(root: Path, n_pairs: int, n_images: int, seed: int = 0, shard: int 
                     "score_visual": pa.array(scores[:, 1].astype(np.float32)),
                     "score_caption": pa.array(scores[:, 2].astype(np.float32)),
                     "hard_negatives": pa.ListArray.from_arrays(pa.array(np.arange(0, 5 * m + 1, 5, dtype=np.int32)), flat),
-                    "pair_rank": pa.array(r.integers(0, 10, m).astype(np.int32)),
+                    "pair_rank": pa.array(rank),
                 })
             else:
                 instr = pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * m + 1, 3, dtype=np.int32)),
