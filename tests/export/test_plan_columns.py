@@ -113,3 +113,15 @@ def test_fixture_run_plan_equals_row_by_row_plan(run_root, tmp_path):
     stats = check_plan_matches_reference(root, tmp_path / "out", [pq.read_table(root / "corpus")],
                                          ExportConfig(val_fraction=0.25, shard_size=3))
     assert stats["triplets"] == 10 and stats["dropped"]["no_annotation"] == 1
+
+
+def test_take_rows_gathers_chunk_by_chunk_in_the_asked_order():
+    import numpy as np
+
+    from megapairs.export.columns import take_rows
+
+    rng = np.random.default_rng(0)
+    col = pa.chunked_array([pa.array([[f"{k}-{i}"] * (i % 3) for i in range(n)], pa.list_(pa.string()))
+                            for k, n in enumerate([5, 0, 7, 1, 9])])
+    for idx in (rng.integers(0, len(col), 40), np.arange(len(col)), np.array([], np.int64), np.array([21, 0, 21])):
+        assert take_rows(col, idx).to_pylist() == col.take(pa.array(idx, pa.int64())).to_pylist()

@@ -122,3 +122,29 @@ def pick_negative_codes(mined: pa.Array | pa.ChunkedArray, q: np.ndarray, t: np.
     out[offsets[:-1]] = q
     out[offsets[p[take]] + 1 + rank[take]] = h[cand[take]]
     return out, offsets
+
+
+def take_rows(col: pa.ChunkedArray | pa.Array, idx: np.ndarray) -> pa.Array:
+    """`col.take(idx)` chunk by chunk. Arrow's take on a chunked list column first concatenates the
+    whole column (a copy of a memory-mapped file into process memory); this gathers from each chunk
+    only the rows asked for, then restores the order of `idx`."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if isinstance(col, pa.Array):
+        return col.take(pa.array(idx))
+    chunks = col.chunks
+    if len(chunks) == 1:
+        return chunks[0].take(pa.array(idx))
+    if len(idx) == 0:
+        return pa.array([], col.type)
+    starts = np.concatenate([[0], np.cumsum([len(c) for c in chunks])])
+    which = np.searchsorted(starts, idx, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(chunks) + 1))
+    parts = [chunks[k].take(pa.array(idx[order[bounds[k]:bounds[k + 1]]] - starts[k]))
+             for k in range(len(chunks)) if bounds[k] < bounds[k + 1]]
+    gathered = pa.concat_arrays(parts)
+    if np.all(order[1:] > order[:-1]):  # already in order (sorted indices)
+        return gathered
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return gathered.take(pa.array(back))

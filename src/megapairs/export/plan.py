@@ -29,6 +29,7 @@ from megapairs.export.columns import (
     pick_negative_codes,
     relpaths,
     sorted_vocab,
+    take_rows,
 )
 from megapairs.export.config import ExportConfig
 from megapairs.export.split import DROPPED, VAL, SplitResult, assign_split_codes, confine_codes, seeded_keys
@@ -82,7 +83,7 @@ def make_plan(corpus: Artifact, pairs: Artifact, annotations: Artifact, config: 
     p, a, c, score_columns = _load(corpus, pairs, annotations, scratch)
     # usable corpus rows: status ok, first occurrence of an id
     ok = np.flatnonzero(pc.fill_null(pc.equal(c["status"], "ok"), False).to_numpy(zero_copy_only=False))
-    ok_ids = c["id"].take(pa.array(ok))
+    ok_ids = take_rows(c["id"], ok)
     vocab = sorted_vocab([ok_ids, p["query_id"], p["target_id"], a["query_id"], a["target_id"]])
     m = len(vocab)
     ok_codes = codes_of(ok_ids, vocab)
@@ -136,7 +137,7 @@ def make_plan(corpus: Artifact, pairs: Artifact, annotations: Artifact, config: 
     hn_parts, off_parts = [], []
     for s in range(0, len(pair_row), BLOCK * 4):
         sl = slice(s, s + BLOCK * 4)
-        flat, off = pick_negative_codes(p["hard_negatives"].take(pa.array(pair_row[sl])), q[sl], t[sl], vocab,
+        flat, off = pick_negative_codes(take_rows(p["hard_negatives"], pair_row[sl]), q[sl], t[sl], vocab,
                                         usable, config.num_hard_negatives, plan_notes)
         hn_parts.append(flat)
         off_parts.append(off[1:] - off[:-1])
@@ -169,7 +170,7 @@ def make_plan(corpus: Artifact, pairs: Artifact, annotations: Artifact, config: 
         if config.shuffle:
             order[split_name] = idx[np.lexsort((t[idx], q[idx], skey[idx]))]
         else:
-            rank = pc.fill_null(p["pair_rank"].take(pa.array(pair_row[idx])), 0).to_numpy().astype(np.int64)
+            rank = pc.fill_null(take_rows(p["pair_rank"], pair_row[idx]), 0).to_numpy().astype(np.int64)
             order[split_name] = idx[np.lexsort((t[idx], rank, q[idx]))]
     return Plan(vocab, p, a, c, corpus_pos, pair_row, ann_row, q, t, hn, hn_offsets, n_text, assignment, order,
                 split, score_columns, Counter({k: v for k, v in dropped.items() if v}), ann_status, failure_examples,
@@ -194,7 +195,7 @@ def _failure_examples(status: pa.ChunkedArray, reason: pa.ChunkedArray) -> dict[
     rows = np.flatnonzero(has.to_numpy(zero_copy_only=False))
     if not len(rows):
         return {}
-    st = status.take(pa.array(rows)).to_pylist()
+    st = take_rows(status, rows).to_pylist()
     first: dict[str, int] = {}
     for s, row in zip(st, rows.tolist()):
         first.setdefault(s, row)
@@ -205,27 +206,27 @@ def _failure_examples(status: pa.ChunkedArray, reason: pa.ChunkedArray) -> dict[
 def row_table(plan: Plan, idx: np.ndarray, schema: pa.Schema, ext: str) -> pa.Table:
     """The output rows of kept triplets `idx`, in that order, with `schema` (writers.triplet_schema)."""
     p, a = plan.pairs, plan.annotations
-    prow, arow = pa.array(plan.pair_row[idx]), pa.array(plan.ann_row[idx])
+    prow, arow = plan.pair_row[idx], plan.ann_row[idx]
     q_ids, t_ids = plan.vocab.take(pa.array(plan.q[idx])), plan.vocab.take(pa.array(plan.t[idx]))
     flat, lengths = hn_of(plan, idx)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     hn_ids = plan.vocab.take(pa.array(flat))
-    status = pc.fill_null(a["status"].take(arow), "ok")
+    status = pc.fill_null(take_rows(a["status"], arow), "ok")
     captions = plan.corpus["caption"]
     cols: dict[str, Any] = {
-        "q_img": relpaths(q_ids, ext), "q_text": clean_instruction_lists(a["instructions"].take(arow))[0],
+        "q_img": relpaths(q_ids, ext), "q_text": clean_instruction_lists(take_rows(a["instructions"], arow))[0],
         "t_img": relpaths(t_ids, ext), "hns": pa.ListArray.from_arrays(offsets, relpaths(hn_ids, ext)),
         "key": pc.binary_join_element_wise(q_ids, t_ids, "_"), "q_id": q_ids, "t_id": t_ids,
         "hn_ids": pa.ListArray.from_arrays(offsets, hn_ids),
-        "view": p["best_view"].take(prow),
-        "found_by": pc.fill_null(p["found_by"].take(prow), pa.scalar([], LS)),
-        "similarity": pc.round(p["best_score"].take(prow), 6),
-        **{c: pc.round(p[c].take(prow), 6) for c in plan.score_columns},
-        "pair_rank": p["pair_rank"].take(prow),
-        **{c: a[c].take(arow) for c in ("description", "describer", "writer", "writer_used", "prompt_version")},
+        "view": take_rows(p["best_view"], prow),
+        "found_by": pc.fill_null(take_rows(p["found_by"], prow), pa.scalar([], LS)),
+        "similarity": pc.round(take_rows(p["best_score"], prow), 6),
+        **{c: pc.round(take_rows(p[c], prow), 6) for c in plan.score_columns},
+        "pair_rank": take_rows(p["pair_rank"], prow),
+        **{c: take_rows(a[c], arow) for c in ("description", "describer", "writer", "writer_used", "prompt_version")},
         "annotation_status": status,
-        "q_caption": captions.take(pa.array(plan.corpus_pos[plan.q[idx]])),
-        "t_caption": captions.take(pa.array(plan.corpus_pos[plan.t[idx]])),
+        "q_caption": take_rows(captions, plan.corpus_pos[plan.q[idx]]),
+        "t_caption": take_rows(captions, plan.corpus_pos[plan.t[idx]]),
     }
     return pa.table([cols[f.name] for f in schema], schema=schema)
 

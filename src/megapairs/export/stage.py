@@ -27,7 +27,7 @@ from megapairs.artifacts import Artifact, atomic_write_bytes, atomic_write_json,
 from megapairs.corpus.images import load_image
 from megapairs.export import layout
 from megapairs.export.config import ExportConfig
-from megapairs.export.columns import relpaths
+from megapairs.export.columns import relpaths, take_rows
 from megapairs.export.plan import BLOCK, ImagePlan, Plan, image_owners, make_plan, row_table
 from megapairs.export.writers import triplet_schema, write_jsonl, write_webdataset
 from megapairs.stages import ShardTask, Stage
@@ -91,8 +91,8 @@ class ExportStage(Stage):
         where = plan.corpus_pos[codes]
         images = pa.table({
             "id": ids, "path": relpaths(ids, ext), "owner": pa.array(owners.astype(np.int32)),
-            "corpus_shard": plan.corpus["_shard"].take(pa.array(where)),
-            "corpus_row": plan.corpus["_row"].take(pa.array(where)),
+            "corpus_shard": take_rows(plan.corpus["_shard"], where),
+            "corpus_row": take_rows(plan.corpus["_row"], where),
         }, schema=IMAGE_PLAN_SCHEMA)
         pq.write_table(images, self.plan_dir / "images.parquet")
         stats = plan_stats(plan, len(codes))
@@ -248,15 +248,15 @@ def _int_counts(values: np.ndarray) -> dict[str, int]:
 def plan_stats(plan: Plan, n_images: int) -> dict[str, Any]:
     """The plan's counts for the manifest and the card, from the columns of the written rows."""
     rows = np.concatenate([plan.order[s] for s in layout.SPLITS])
-    prow, arow = pa.array(plan.pair_row[rows]), pa.array(plan.ann_row[rows])
-    sim = pc.round(plan.pairs["best_score"].take(prow), 6).to_numpy(zero_copy_only=False).astype(np.float64)
-    view = plan.pairs["best_view"].take(prow)
+    prow, arow = plan.pair_row[rows], plan.ann_row[rows]
+    sim = pc.round(take_rows(plan.pairs["best_score"], prow), 6).to_numpy(zero_copy_only=False).astype(np.float64)
+    view = take_rows(plan.pairs["best_view"], prow)
     view_key = pc.if_else(pc.fill_null(pc.equal(view, ""), True), "?", view)  # `view or "?"`
     by_view = {v: sim[pc.equal(view_key, v).to_numpy(zero_copy_only=False)]
                for v in sorted(pc.unique(view_key).to_pylist())}
     scores = sim[~np.isnan(sim)]
     span = (float(scores.min()), float(scores.max())) if len(scores) else None
-    joined = pc.binary_join(pc.fill_null(plan.pairs["found_by"].take(prow), pa.scalar([], pa.list_(pa.string()))),
+    joined = pc.binary_join(pc.fill_null(take_rows(plan.pairs["found_by"], prow), pa.scalar([], pa.list_(pa.string()))),
                             "\x1f")
     found_by: Counter = Counter()
     for k, v in _counts(joined).items():  # "+".join(sorted(found_by)) of each distinct list
@@ -293,8 +293,8 @@ def plan_stats(plan: Plan, n_images: int) -> dict[str, Any]:
         "hns_per_triplet": _int_counts(hn_len),
         "views": _counts(view),
         "found_by": dict(sorted(found_by.items())),
-        "describers": _counts(ann["describer"].take(arow)),
-        "writers": _counts(ann["writer"].take(arow)),
-        "writers_used": _counts(ann["writer_used"].take(arow)),
-        "prompt_versions": _counts(ann["prompt_version"].take(arow)),
+        "describers": _counts(take_rows(ann["describer"], arow)),
+        "writers": _counts(take_rows(ann["writer"], arow)),
+        "writers_used": _counts(take_rows(ann["writer_used"], arow)),
+        "prompt_versions": _counts(take_rows(ann["prompt_version"], arow)),
     }

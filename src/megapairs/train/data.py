@@ -233,7 +233,7 @@ def grouped_holdout(data: TripletTable, eval_size: int, seed: int) -> Holdout:
     Works on the table's columns (image codes), not on a Python object per row."""
     import pyarrow.compute as pc
 
-    from megapairs.export.columns import codes_of, sorted_vocab
+    from megapairs.export.columns import codes_of, sorted_vocab, take_rows
     from megapairs.export.split import TRAIN, VAL, assign_split_codes
 
     n = len(data)
@@ -248,10 +248,10 @@ def grouped_holdout(data: TripletTable, eval_size: int, seed: int) -> Holdout:
                                eval_size / n, seed)
     side = np.asarray(split.assignment)
     train_rows, eval_rows = np.flatnonzero(side == TRAIN), np.flatnonzero(side == VAL)
-    val_images = frozenset(x for c in ("q_img", "t_img") for x in data.table.column(c).take(pa.array(eval_rows)).to_pylist())
+    val_images = frozenset(x for c in ("q_img", "t_img") for x in take_rows(data.table.column(c), eval_rows).to_pylist())
     # Training images among the held-out rows' images (the only ones the gallery asks about).
-    held = sorted_vocab([data.table.column(c).take(pa.array(eval_rows)) for c in ("q_img", "t_img")]
-                        + [pc.list_flatten(data.table.column("hns").take(pa.array(eval_rows)))])
+    held = sorted_vocab([take_rows(data.table.column(c), eval_rows) for c in ("q_img", "t_img")]
+                        + [pc.list_flatten(take_rows(data.table.column("hns"), eval_rows))])
     seen = np.zeros(len(held), dtype=bool)
     is_train = side == TRAIN
     for start in range(0, n, 1 << 18):
