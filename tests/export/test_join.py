@@ -4,27 +4,38 @@ from __future__ import annotations
 
 from collections import Counter
 
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from megapairs.configbase import ConfigError
 from megapairs.export.cli import build_config
 from megapairs.export.config import ExportConfig
-from megapairs.export.triplets import clean_instructions, join_triplets, pick_negatives
+from megapairs.export.columns import clean_instruction_lists, pick_negative_codes
+from megapairs.export.plan import make_plan, row_table
+from megapairs.artifacts import open_complete
+from tests.export.test_plan_columns import _artifact
 
 
 def test_pick_negatives_query_first_no_target_no_unusable():
     notes = Counter()
-    usable = {"q", "t", "a", "b", "c"}
-    out = pick_negatives("q", "t", ["q", "a", "t", "x", "a", "b", "c"], usable, 3, notes)
-    assert out == ["q", "a", "b"]
+    vocab = pa.array(["a", "b", "c", "q", "t", "x"])
+    usable = np.array([True, True, True, True, True, False])
+    q, t = np.array([3, 3]), np.array([4, 4])
+    mined = pa.array([["q", "a", "t", "x", "a", "b", "c"], ["a"]], pa.list_(pa.string()))
+    flat, offsets = pick_negative_codes(mined, q, t, vocab, usable, 3, notes)
+    assert [vocab.take(pa.array(flat[offsets[i]:offsets[i + 1]])).to_pylist() for i in range(2)] == [
+        ["q", "a", "b"], ["q", "a"]]
     assert notes["negative_was_target"] == 1 and notes["negative_unusable"] == 1
-    assert pick_negatives("q", "t", ["a"], usable, 5, notes) == ["q", "a"]
-    assert notes["query_not_first_negative"] == 1
+    assert notes["query_not_first_negative"] == 1 and notes["fewer_negatives_than_asked"] == 1
 
 
 def test_clean_instructions():
-    assert clean_instructions([" a  b ", "", "a b", None, "c"]) == ["a b", "c"]
+    lists, counts = clean_instruction_lists(pa.array([[" a  b ", "", "a\u3000b", None, "c"], None, ["\t"]]))
+    assert lists.to_pylist() == [["a b", "c"], [], []] and counts.tolist() == [2, 0, 0]
 
 
 def _tables(ann_rows):
@@ -41,6 +52,20 @@ def _ann(t, status="ok", instructions=("a", "b", "c"), writer_used="hf:x"):
     return {"query_id": "q", "target_id": t, "description": "d", "instructions": list(instructions),
             "status": status, "reason": "why" if status != "ok" else None, "describer": "d:",
             "writer": "hf:x", "writer_used": writer_used, "prompt_version": "v1"}
+
+
+def join_triplets(pairs: pa.Table, ann: pa.Table, caps: dict, cfg: ExportConfig):
+    """The plan's join of these tables (with a corpus whose usable ids are `caps`); its rows as dicts."""
+    from megapairs.export.writers import triplet_schema
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        corpus = pa.table({"id": list(caps), "status": ["ok"] * len(caps), "caption": list(caps.values())})
+        for name, table in (("corpus", corpus), ("pairs", pairs), ("annotations", ann)):
+            _artifact(root / name, name, [table])
+        plan = make_plan(*(open_complete(root / n) for n in ("corpus", "pairs", "annotations")), cfg, root / "x")
+        plan.triplets = row_table(plan, np.arange(len(plan.q)), triplet_schema(plan.score_columns), "jpg").to_pylist()
+    return plan
 
 
 def test_join_counts_reasons():

@@ -40,9 +40,50 @@ def test_load_dataset_parquet_and_json_offline(dataset, tmp_path, monkeypatch):
     # the card's YAML header lets the folder load by itself
     whole = datasets.load_dataset(str(dataset), cache_dir=cache)
     assert {s: whole[s].num_rows for s in whole} == manifest["splits"]
-    js = datasets.load_dataset("json", data_files={s: str(dataset / s / "*.jsonl") for s in files}, cache_dir=cache)
+    js = datasets.load_dataset("json", data_files={s: str(dataset / "jsonl" / s / "*.jsonl") for s in files},
+                               cache_dir=cache)
     assert js["validation"].num_rows == manifest["splits"]["validation"]
     assert js["train"][0]["q_text"] == row["q_text"]
+
+
+def test_split_folders_are_plain_parquet_datasets(dataset):
+    """Only Parquet sits in a split folder: pyarrow reads the folder as it is (JSONL moved to jsonl/)."""
+    import pyarrow.dataset as pads
+
+    manifest = json.loads(manifest_file(dataset).read_text())
+    for split, n in manifest["splits"].items():
+        assert sorted(p.suffix for p in (dataset / split).iterdir()) == [".parquet"] * len(list((dataset / split).iterdir()))
+        assert pq.read_table(dataset / split).num_rows == n
+        assert pads.dataset(dataset / split, format="parquet").count_rows() == n
+        assert sum(1 for line in (dataset / "jsonl" / split).glob("*.jsonl") for _ in line.open()) == n
+
+
+def test_old_layout_with_jsonl_beside_parquet_still_reads(dataset, tmp_path):
+    """Exports before 0.3 kept part-*.jsonl in the split folders: every reader still takes them."""
+    import shutil
+
+    from megapairs.evaluate.triplets import load_rows
+    from megapairs.train.data import load_triplets
+
+    old = tmp_path / "old"
+    shutil.copytree(dataset, old)
+    for split in ("train", "validation"):
+        for f in (old / "jsonl" / split).glob("*.jsonl"):
+            f.rename(old / split / f.name)
+    shutil.rmtree(old / "jsonl")
+    assert validate_megapairs(old) == []
+    assert [r["key"] for r in read_triplets(old)] == [r["key"] for r in read_triplets(dataset)]
+    assert len(load_rows(old)) == len(load_rows(dataset)) == len(list(read_triplets(dataset, "validation")))
+    rel = {d: [p.replace(str(d.resolve()), "") for p in load_triplets(d).table.column("t_img").to_pylist()]
+           for d in (old, dataset)}
+    assert rel[old] == rel[dataset] and len(rel[old]) == json.loads(manifest_file(dataset).read_text())["splits"]["train"]
+    # a JSONL-only export: its validation rows are found under jsonl/validation
+    js = tmp_path / "js"
+    shutil.copytree(dataset, js)
+    for split in ("train", "validation"):
+        shutil.rmtree(js / split)
+    assert len(load_rows(js)) == len(load_rows(dataset))
+    assert validate_megapairs(js) == []
 
 
 def test_read_triplets_ours(dataset):
@@ -54,7 +95,7 @@ def test_read_triplets_ours(dataset):
         assert Path(t["q_img"]).is_absolute() and Path(t["q_img"]).is_file()
         assert t["hns"][0] == t["q_img"] and all(Path(h).is_file() for h in t["hns"])
         assert t["key"]  # provenance passes through
-    one_file = sorted((dataset / "validation").glob("*.jsonl"))[0]
+    one_file = sorted((dataset / "jsonl" / "validation").glob("*.jsonl"))[0]
     from_file = [t["q_img"] for t in read_triplets(one_file)]
     assert from_file == [t["q_img"] for t in val][: len(from_file)]
 
@@ -95,8 +136,8 @@ def test_validator_reports_broken_rows_and_leakage(dataset, tmp_path):
 
     bad = tmp_path / "bad"
     shutil.copytree(dataset, bad)
-    train_file = sorted((bad / "train").glob("*.jsonl"))[0]
-    val_rows = [json.loads(x) for p in sorted((bad / "validation").glob("*.jsonl")) for x in p.open()]
+    train_file = sorted((bad / "jsonl" / "train").glob("*.jsonl"))[0]
+    val_rows = [json.loads(x) for p in sorted((bad / "jsonl" / "validation").glob("*.jsonl")) for x in p.open()]
     rows = [json.loads(x) for x in train_file.open()]
     rows[0]["hns"] = rows[0]["hns"][1:] or ["images/zz/none.jpg"]
     rows[0]["q_text"] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from megapairs.export.split import DROPPED, TRAIN, VAL, assign_splits
 
 
@@ -84,3 +86,37 @@ def test_negatives_follow_the_split_of_queries_and_targets():
     train = {i for t in trip[:1] for i in (t["q_id"], t["t_id"], *t["hn_ids"])}
     val = {i for t in trip[1:2] for i in (t["q_id"], t["t_id"], *t["hn_ids"])}
     assert not train & val and removed == 3
+
+
+def _random_triplets(rng: random.Random, n: int, n_images: int, extra: int) -> list[list[str]]:
+    names = [f"{rng.getrandbits(40):010x}"[: rng.randint(3, 10)] + str(i) for i in range(n_images)]
+    out = []
+    for _ in range(n):
+        q, t = rng.sample(names, 2)
+        out.append([q, t, *rng.sample(names, extra)])
+    return out
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_vectorised_split_equals_the_row_by_row_reference(case):
+    """Same assignment, components, carve and confinement as the 0.2 union-find code, on graphs from
+    many small components to one giant component (carved), ids of mixed lengths."""
+    from tests.export import _reference as ref
+
+    from megapairs.export.split import confine_negatives
+
+    rng = random.Random(case)
+    n = rng.randint(1, 120)
+    trips = _random_triplets(rng, n, rng.randint(3, 3 * n + 3), extra=rng.choice([0, 0, 2]))
+    frac, seed = rng.choice([0.0, 0.1, 0.25, 0.5]), rng.randint(0, 5)
+    new, old = assign_splits(trips, frac, seed), ref.assign_splits(trips, frac, seed)
+    assert new.assignment == old.assignment
+    assert (new.components, new.largest_component, new.carved, new.target_val) == (
+        old.components, old.largest_component, old.carved, old.target_val)
+    qt = [[t[0], t[1]] for t in trips]
+    split = ref.assign_splits(qt, frac, seed).assignment
+    rows = [{"q_id": t[0], "t_id": t[1], "hn_ids": [t[0], *rng.sample([x for s in trips for x in s], 3)]}
+            for t in trips]
+    a, b = [dict(r, hn_ids=list(r["hn_ids"])) for r in rows], [dict(r, hn_ids=list(r["hn_ids"])) for r in rows]
+    assert confine_negatives(a, split, seed) == ref.confine_negatives(b, split, seed)
+    assert a == b

@@ -68,17 +68,17 @@ def test_formats_agree_and_webdataset_samples(exported):
     _, _, out, _ = exported
     for split in ("train", "validation"):
         pq_rows = rows_of(out, split)
-        js_rows = [json.loads(line) for p in sorted((out / split).glob("*.jsonl")) for line in p.open()]
+        js_rows = [json.loads(line) for p in sorted((out / "jsonl" / split).glob("*.jsonl")) for line in p.open()]
         assert [r["key"] for r in pq_rows] == [r["key"] for r in js_rows]
         assert pq_rows[0]["q_text"] == js_rows[0]["q_text"]
-        names = [n for p in sorted((out / split).glob("*.tar")) for n in tarfile.open(p).getnames()]
+        names = [n for p in sorted((out / "webdataset" / split).glob("*.tar")) for n in tarfile.open(p).getnames()]
         assert sum(n.endswith(".json") for n in names) == len(pq_rows)
         first = pq_rows[0]
         assert {f"{first['key']}.q.jpg", f"{first['key']}.t.jpg", f"{first['key']}.hn1.jpg"} <= set(names)
 
     import webdataset as wds
 
-    url = str(sorted((out / "train").glob("*.tar"))[0])
+    url = str(sorted((out / "webdataset" / "train").glob("*.tar"))[0])
     sample = next(iter(wds.WebDataset(url, shardshuffle=False)))
     meta = json.loads(sample["json"])
     assert sample["q.jpg"] == (out / meta["q_img"]).read_bytes()

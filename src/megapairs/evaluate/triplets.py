@@ -70,6 +70,8 @@ def load_rows(data: Path) -> list[dict[str, Any]]:
     data = run_dataset(data)
     if data.is_dir() and (data / "validation").is_dir():  # an exported dataset folder
         data = data / "validation"
+    elif data.is_dir() and (data / "jsonl" / "validation").is_dir():  # an export written as JSONL only
+        data = data / "jsonl" / "validation"
     # The export writes the same rows as Parquet and JSONL: read one format, Parquet first.
     files = [data] if data.is_file() else (sorted(data.glob("*.parquet")) or sorted(data.glob("*.jsonl")))
     if not files:

@@ -119,7 +119,7 @@ def card_data(info: dict[str, Any]):
     files = info.get("files") or {}
     fmts = info.get("formats") or []
     suffix = ".parquet" if "parquet" in fmts else ".jsonl" if "jsonl" in fmts else ".tar"
-    data_files = [{"split": split, "path": f"{split}/*{suffix}"} for split in layout.SPLITS
+    data_files = [{"split": split, "path": f"{layout.split_dir(split, suffix)}/*{suffix}"} for split in layout.SPLITS
                   if any(f.endswith(suffix) for f in files.get(split, []))]
     if data_files:
         extra["configs"] = [{"config_name": "default", "data_files": data_files}]
@@ -175,7 +175,8 @@ def render_card(info: dict[str, Any], samples: list[dict[str, Any]], figure: str
     md.append(f"Images: `images/xx/<id>.{info.get('image_format', 'jpg')}`, each stored once, "
               + (f"{info['image_size']}x{info['image_size']} ({info.get('resize')})" if info.get("image_size")
                  else "original size") + ". Triplets: " + ", ".join(f"`{f}`" for f in info.get("formats", []))
-              + " shards under `train/` and `validation/`. Paths in rows are relative to this folder.\n")
+              + " shards: Parquet in `train/` and `validation/` (plain Parquet datasets), JSONL in `jsonl/<split>/`, "
+              "WebDataset tars in `webdataset/<split>/`. Paths in rows are relative to this folder.\n")
     md.append(_table(["field", "type", "meaning"], [list(r) for r in FIELD_DOCS]) + "\n")
     md.append("```python\nfrom datasets import load_dataset\nds = load_dataset(\"parquet\", data_files={\"train\": "
               "\"train/*.parquet\", \"validation\": \"validation/*.parquet\"})\n\n"

@@ -5,12 +5,17 @@
       preview.html           triplets as pictures (generated)
       .megapairs/manifest.json  counts, drop reasons, models, split policy, schema (+ lineage, markers)
       images/ab/<id>.jpg     every image once, named by its corpus id (content hash)
-      train/part-00000.parquet | .jsonl | .tar
-      validation/part-00000.parquet | .jsonl | .tar
+      train/part-00000.parquet            the Parquet shards: each split folder is a plain Parquet dataset
+      validation/part-00000.parquet
+      jsonl/train/part-00000.jsonl        the same rows as JSON lines (formats: jsonl)
+      webdataset/train/part-00000.tar     ... and as WebDataset samples with pixels (formats: webdataset)
       assets/                card figures
       _plan/                 the frozen plan (triplets per shard, image owners); safe to delete after
 
-Paths inside rows are relative to <dataset>, with forward slashes.
+Paths inside rows are relative to <dataset>, with forward slashes. Only Parquet sits in the split
+folders, so `pq.read_table(<dataset>/train)`, `pyarrow.dataset` and `datasets.load_dataset(<dataset>)`
+read them as they are (a Hugging Face dataset repository layout; the card's YAML names the files).
+Exports before 0.3 kept .jsonl and .tar beside the Parquet shards; every reader still accepts that.
 """
 
 from __future__ import annotations
@@ -33,8 +38,17 @@ def image_relpath(image_id: str, ext: str) -> str:
     return f"{IMAGES_DIR}/{image_id[:2]}/{image_id}.{ext}"
 
 
+# Where each format's shards live, relative to the dataset folder ("" = the split folder itself).
+FORMAT_DIRS = {".parquet": "", ".jsonl": "jsonl", ".tar": "webdataset"}
+
+
+def split_dir(split: str, suffix: str) -> str:
+    prefix = FORMAT_DIRS[suffix]
+    return f"{prefix}/{split}" if prefix else split
+
+
 def shard_relpath(split: str, part: int, suffix: str) -> str:
-    return f"{split}/part-{part:05d}{suffix}"
+    return f"{split_dir(split, suffix)}/part-{part:05d}{suffix}"
 
 
 def fit_image(img: Image.Image, config: ExportConfig) -> Image.Image:

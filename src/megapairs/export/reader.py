@@ -7,7 +7,8 @@
 plus whatever other (non-image) fields the table has (`key`, `q_id`, scores...).
 
 `path` may be a dataset folder or one table file (.parquet, .jsonl, .json, or a WebDataset .tar
-whose samples carry a .json member). In a folder, `split` selects `<folder>/<split>/` or files named
+whose samples carry a .json member). In a folder, `split` selects `<folder>/<split>/` (and `<folder>/jsonl/<split>/`,
+`<folder>/webdataset/<split>/`) or files named
 `<split>-*`/`<split>_*`/`<split>.*`; a folder with no split structure is read whole. When a folder
 holds the same rows in several formats, only the first of Parquet, JSONL, JSON, tar is read.
 
@@ -40,6 +41,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "hns": ("hns", "hard_negative_images", "hard_negative_image_paths", "hn_imgs", "neg_imgs"),
 }
 SPLIT_NAMES = ("train", "validation", "val", "test")
+FORMAT_FOLDERS = ("jsonl", "webdataset")  # our export keeps these formats in <format>/<split>/
 
 
 def _walk_tables(folder: Path) -> list[Path]:
@@ -149,47 +151,69 @@ def _bases(table: Path, root: Path, image_root: Path | None) -> list[Path]:
     return out
 
 
+def dataset_root(path: Path) -> Path:
+    """The folder relative image paths start from (before `_bases` walks up): the dataset folder, or
+    for one table file its folder (the dataset folder for a file of jsonl/<split>/ or webdataset/<split>/)."""
+    root = path if path.is_dir() else path.parent
+    if root.parent.name in FORMAT_FOLDERS:
+        root = root.parent.parent
+    return root
+
+
+def table_base(table: Path, root: Path, image_root: Path | None, first_q: str) -> Path:
+    """The base a table's relative paths resolve against: the first candidate holding its first query."""
+    candidates = _bases(table, root, image_root)
+    return next((b for b in candidates if Path(first_q).is_absolute() or (b / first_q).exists()), candidates[0])
+
+
+CONSUMED = {a for names in ALIASES.values() for a in names}
+
+
+def _query_path(row: dict[str, Any], where: str) -> str:
+    try:
+        return _path_value(_field(row, "q_img", where))
+    except ValueError as e:
+        raise UserError(f"{where}: q_img: {e}") from None
+
+
+def triplet_of(row: dict[str, Any], base: Path, where: str = "row") -> dict[str, Any]:
+    """One raw row as a triplet with absolute image paths (plus its other non-image fields); errors
+    name `where` (the table and row)."""
+
+    def absolute(p: str) -> str:
+        pp = Path(p)
+        return str(pp if pp.is_absolute() else (base / pp).resolve())
+
+    texts = _field(row, "q_text", where)
+    if isinstance(texts, str):
+        texts = [texts]
+    try:
+        hns = _field(row, "hns") or []
+    except KeyError:
+        hns = []
+    out = {
+        "q_img": absolute(_query_path(row, where)),
+        "q_text": [str(t) for t in (texts or [])],
+        "t_img": absolute(_path_value(_field(row, "t_img", where))),
+        "hns": [absolute(_path_value(h)) for h in hns],
+    }
+    for k, v in row.items():
+        if k not in CONSUMED and not isinstance(v, (bytes, bytearray)):
+            out.setdefault(k, v)
+    return out
+
+
 def read_triplets(path: Path | str, split: str | None = "train", *,
                   image_root: Path | str | None = None) -> Iterator[dict[str, Any]]:
     """Triplets with absolute image paths (see the module docstring)."""
     path = Path(path).resolve()
-    root = path if path.is_dir() else path.parent
+    root = dataset_root(path)
     img_root = Path(image_root).resolve() if image_root is not None else None
     base_for: dict[Path, Path] = {}
-    consumed = {a for names in ALIASES.values() for a in names}
-
     seen: dict[Path, int] = {}
     for row, table in iter_rows(path, split):
         seen[table] = seen.get(table, -1) + 1
         where = f"{table} row {seen[table]}"  # errors name the table and row
-        try:
-            q = _path_value(_field(row, "q_img", where))
-        except ValueError as e:
-            raise UserError(f"{where}: q_img: {e}") from None
         if table not in base_for:
-            candidates = _bases(table, root, img_root)
-            base_for[table] = next((b for b in candidates if Path(q).is_absolute() or (b / q).exists()),
-                                   candidates[0])
-        base = base_for[table]
-
-        def absolute(p: str) -> str:
-            pp = Path(p)
-            return str(pp if pp.is_absolute() else (base / pp).resolve())
-
-        texts = _field(row, "q_text", where)
-        if isinstance(texts, str):
-            texts = [texts]
-        try:
-            hns = _field(row, "hns") or []
-        except KeyError:
-            hns = []
-        out = {
-            "q_img": absolute(q),
-            "q_text": [str(t) for t in (texts or [])],
-            "t_img": absolute(_path_value(_field(row, "t_img", where))),
-            "hns": [absolute(_path_value(h)) for h in hns],
-        }
-        for k, v in row.items():
-            if k not in consumed and not isinstance(v, (bytes, bytearray)):
-                out.setdefault(k, v)
-        yield out
+            base_for[table] = table_base(table, root, img_root, _query_path(row, where))
+        yield triplet_of(row, base_for[table], where)

@@ -3,6 +3,8 @@
 plan     joins pairs with annotations, splits by connected components of images (split.py), orders
          each split, cuts it into shards and freezes all of that under `_plan/` (one Parquet row
          group per shard, plus which shard writes which image). A resumed run reuses the frozen plan.
+         It works on columns (plan.py): memory-mapped Arrow copies of the inputs under
+         `_plan/inputs/` (deleted once the plan is frozen) and integer arrays per triplet.
 worker   writes one shard: its rows as Parquet / JSONL / WebDataset, and the images it owns (each
          image has exactly one owner shard, so concurrent workers never write the same file).
 finalize aggregates counts into the manifest and writes the dataset card and the HTML preview.
@@ -11,23 +13,25 @@ finalize aggregates counts into the manifest and writes the dataset card and the
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from megapairs.artifacts import (Artifact, ArtifactError, atomic_write_bytes, atomic_write_json, open_complete,
-                                 read_json)
+                                 read_json, write_table)
 from megapairs.corpus.images import load_image
 from megapairs.errors import DamagedFile
 from megapairs.export import layout
 from megapairs.export.config import ExportConfig
-from megapairs.export.split import DROPPED, VAL, assign_splits, confine_negatives, seeded_key
-from megapairs.export.triplets import join_triplets
-from megapairs.export.writers import triplet_schema, write_jsonl, write_parquet, write_webdataset
+from megapairs.export.columns import relpaths, take_rows
+from megapairs.export.plan import BLOCK, ImagePlan, Plan, image_owners, make_plan, row_table
+from megapairs.export.writers import triplet_schema, write_jsonl, write_webdataset
 from megapairs.stages import ShardTask, Stage
 
 log = logging.getLogger("megapairs")
@@ -59,80 +63,47 @@ class ExportStage(Stage):
             self._make_plan()
         return [ShardTask(t["index"], t, t["rows"]) for t in read_json(tasks_file)]
 
-    def _corpus_index(self) -> tuple[dict[str, str | None], dict[str, tuple[int, int]]]:
-        """Usable corpus ids -> caption, and -> (shard, row) for reading pixels later."""
-        art = self.input_artifact("corpus")
-        captions: dict[str, str | None] = {}
-        where: dict[str, tuple[int, int]] = {}
-        for shard in art.shard_indices():
-            t = art.read_shard(shard, columns=["id", "status", "caption"])
-            for row, (i, st, cap) in enumerate(zip(*(t.column(c).to_pylist() for c in ("id", "status", "caption")))):
-                if st == "ok" and i not in captions:
-                    captions[i] = cap
-                    where[i] = (shard, row)
-        return captions, where
-
     def _make_plan(self) -> None:
         c = self.config
-        captions, where = self._corpus_index()
-        pairs = self.input_artifact("pairs").read_all()
-        annotations = self.input_artifact("annotations").read_all()
-        joined = join_triplets(pairs, annotations, captions, c)
-        trip = joined.triplets
-        # Queries and targets decide the split; hard negatives then follow it (see split.py).
-        split = assign_splits([[t["q_id"], t["t_id"]] for t in trip], c.val_fraction, c.seed)
-        removed_negatives = confine_negatives(trip, split.assignment, c.seed)
-        dropped = Counter(joined.dropped)
-        n_boundary = sum(1 for a in split.assignment if a == DROPPED)
-        if n_boundary:
-            dropped["split_boundary"] += n_boundary
-        if removed_negatives:
-            dropped["hard_negatives_removed_by_split"] += removed_negatives
         ext = c.image_ext
-        by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in layout.SPLITS}
-        for t, a in zip(trip, split.assignment):
-            if a == DROPPED:
-                continue
-            key = f"{t['q_id']}_{t['t_id']}"
-            row = {
-                "q_img": layout.image_relpath(t["q_id"], ext), "q_text": t["q_text"],
-                "t_img": layout.image_relpath(t["t_id"], ext),
-                "hns": [layout.image_relpath(h, ext) for h in t["hn_ids"]], "key": key, **t,
-            }
-            by_split[layout.SPLITS[1] if a == VAL else layout.SPLITS[0]].append(row)
-        for rows in by_split.values():
-            if c.shuffle:
-                rows.sort(key=lambda r: (seeded_key(c.seed, r["key"]), r["key"]))
-            else:
-                rows.sort(key=lambda r: (r["q_id"], r["pair_rank"] if r["pair_rank"] is not None else 0, r["t_id"]))
-
-        schema = triplet_schema(joined.score_columns)
+        scratch = self.plan_dir / "inputs"
+        plan = make_plan(self.input_artifact("corpus"), self.input_artifact("pairs"),
+                         self.input_artifact("annotations"), c, scratch)
+        schema = triplet_schema(plan.score_columns)
         tasks: list[dict[str, Any]] = []
-        owner: dict[str, int] = {}
+        shard_of = np.full(len(plan.q), -1, dtype=np.int64)
         self.plan_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.plan_dir / "triplets.parquet.tmp"
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for split_name, rows in by_split.items():
-                for part, start in enumerate(range(0, len(rows), c.shard_size)):
-                    chunk = rows[start : start + c.shard_size]
-                    index = len(tasks)
-                    writer.write_table(pa.Table.from_pylist(chunk, schema=schema), row_group_size=len(chunk))
-                    tasks.append({"index": index, "split": split_name, "part": part, "rows": len(chunk)})
-                    for r in chunk:
-                        for img in (r["q_id"], r["t_id"], *r["hn_ids"]):
-                            owner.setdefault(img, index)
+            for split_name, order in plan.order.items():
+                # gather a block of shards at once (one take per column), then cut it into row groups
+                block = max(1, BLOCK // c.shard_size) * c.shard_size
+                for start in range(0, len(order), block):
+                    table = row_table(plan, order[start:start + block], schema, ext)
+                    for part_start in range(0, table.num_rows, c.shard_size):
+                        chunk = table.slice(part_start, c.shard_size)
+                        index = len(tasks)
+                        shard_of[order[start + part_start:start + part_start + chunk.num_rows]] = index
+                        writer.write_table(chunk, row_group_size=chunk.num_rows)
+                        part = (start + part_start) // c.shard_size
+                        tasks.append({"index": index, "split": split_name, "part": part, "rows": chunk.num_rows})
         tmp.replace(self.plan_dir / "triplets.parquet")
-        images = pa.Table.from_pylist(
-            [{"id": i, "path": layout.image_relpath(i, ext), "owner": o,
-              "corpus_shard": where[i][0], "corpus_row": where[i][1]} for i, o in sorted(owner.items())],
-            schema=IMAGE_PLAN_SCHEMA)
+        codes, owners = image_owners(plan, shard_of)
+        ids = plan.vocab.take(pa.array(codes))
+        where = plan.corpus_pos[codes]
+        images = pa.table({
+            "id": ids, "path": relpaths(ids, ext), "owner": pa.array(owners.astype(np.int32)),
+            "corpus_shard": take_rows(plan.corpus["_shard"], where),
+            "corpus_row": take_rows(plan.corpus["_row"], where),
+        }, schema=IMAGE_PLAN_SCHEMA)
         pq.write_table(images, self.plan_dir / "images.parquet")
-        stats = _plan_stats(by_split, joined, dropped, split, len(pairs), len(annotations), len(owner))
+        stats = plan_stats(plan, len(codes))
         atomic_write_json(self.plan_dir / "stats.json", stats)
         atomic_write_json(self.plan_dir / "schema.json", [f"{f.name}: {f.type}" for f in schema])
         atomic_write_json(self.plan_dir / "tasks.json", tasks)  # last: marks the plan complete
+        shutil.rmtree(scratch, ignore_errors=True)
         log.info("dataset: %d train / %d validation triplets in %d shards, %d images",
-                 len(by_split["train"]), len(by_split["validation"]), len(tasks), len(owner))
+                 stats["splits"]["train"], stats["splits"]["validation"], len(tasks), len(codes))
 
     # -- worker ---------------------------------------------------------------------------------
     def make_worker(self):
@@ -140,28 +111,25 @@ class ExportStage(Stage):
         art = self.output()
         out = self.output_path
         plan_file = pq.ParquetFile(self.plan_dir / "triplets.parquet")
-        schema = plan_file.schema_arrow
-        img_plan = pq.read_table(self.plan_dir / "images.parquet").to_pylist()
-        images = {r["id"]: r for r in img_plan}
+        images = ImagePlan(self.plan_dir / "images.parquet")
         corpus = self.input_artifact("corpus")
 
-        def encode_missing(ids: list[str]) -> dict[str, bytes]:
-            """Encode images not yet on disk, reading each corpus shard once."""
-            by_shard: dict[int, list[str]] = {}
-            for i in ids:
-                by_shard.setdefault(images[i]["corpus_shard"], []).append(i)
-            out_bytes: dict[str, bytes] = {}
-            for shard, members in sorted(by_shard.items()):
-                members.sort(key=lambda i: images[i]["corpus_row"])
+        def encode_missing(wanted: np.ndarray) -> dict[int, bytes]:
+            """Encode images (positions in the image plan) not yet on disk, reading each corpus shard once."""
+            out_bytes: dict[int, bytes] = {}
+            for shard in np.unique(images.corpus_shard[wanted]).tolist():
+                members = wanted[images.corpus_shard[wanted] == shard]
+                members = members[np.argsort(images.corpus_row[members], kind="stable")]
                 table = corpus.read_shard(shard, columns=["id", "uri", "image_bytes"])
-                picked = table.take(pa.array([images[i]["corpus_row"] for i in members], pa.int64())).to_pylist()
-                for image_id, row in zip(members, picked):
+                picked = table.take(pa.array(images.corpus_row[members].astype(np.int64))).to_pylist()
+                for pos, row in zip(members.tolist(), picked):
+                    image_id = images.id(pos)
                     if row["id"] != image_id:
                         raise ArtifactError(f"the corpus changed under the export plan (shard {shard} row "
-                                           f"{images[image_id]['corpus_row']} is {row['id']}, expected {image_id}); "
+                                            f"{images.corpus_row[pos]} is {row['id']}, expected {image_id}); "
                                            "rerun the export with --overwrite")
                     try:
-                        out_bytes[image_id] = layout.encode_image(load_image(row), c)
+                        out_bytes[pos] = layout.encode_image(load_image(row), c)
                     except Exception as e:  # noqa: BLE001 - any decode problem: name the image, fail the shard
                         raise DamagedFile(f"cannot read image {image_id} ({row['uri']}): {type(e).__name__}: {e}. "
                                            "It was usable at ingest; restore the file or exclude it and rerun.") from e
@@ -169,25 +137,33 @@ class ExportStage(Stage):
 
         def work(task: ShardTask) -> None:
             info = task.payload
-            rows = plan_file.read_row_group(info["index"]).to_pylist()
-            needed = sorted({x for r in rows for x in (r["q_id"], r["t_id"], *r["hn_ids"])})
-            owned = [i for i in needed if images[i]["owner"] == task.index]
+            table = plan_file.read_row_group(info["index"])
+            owned = images.owned(task.index)
             # Owned images are written here; other shards' images are encoded too (identically) when a
             # tar must carry their pixels and their owner has not written them yet.
-            wanted = needed if "webdataset" in c.formats else owned
-            fresh = encode_missing([i for i in wanted if not (out / images[i]["path"]).exists()])
-            for image_id in owned:
-                if image_id in fresh:
-                    atomic_write_bytes(out / images[image_id]["path"], fresh.pop(image_id))
+            wanted = owned
+            if "webdataset" in c.formats:
+                used = pa.concat_arrays([table["q_id"].combine_chunks(), table["t_id"].combine_chunks(),
+                                         pc.list_flatten(table["hn_ids"]).combine_chunks()])
+                wanted = np.unique(images.positions(pc.unique(used).to_pylist()))
+            fresh = encode_missing(np.asarray([p for p in wanted.tolist() if not (out / images.path(p)).exists()],
+                                              dtype=np.int64))
+            for pos in owned.tolist():
+                if pos in fresh:
+                    atomic_write_bytes(out / images.path(pos), fresh.pop(pos))
+            fresh_by_id = {images.id(p): b for p, b in fresh.items()}
 
             def image_bytes(image_id: str) -> bytes:
-                return fresh[image_id] if image_id in fresh else (out / images[image_id]["path"]).read_bytes()
+                if image_id in fresh_by_id:
+                    return fresh_by_id[image_id]
+                return (out / layout.image_relpath(image_id, c.image_ext)).read_bytes()
 
             files = []
             if "parquet" in c.formats:
                 rel = layout.shard_relpath(info["split"], info["part"], ".parquet")
-                write_parquet(out / rel, rows, schema)
+                write_table(out / rel, table)
                 files.append(rel)
+            rows = table.to_pylist() if {"jsonl", "webdataset"} & set(c.formats) else []
             if "jsonl" in c.formats:
                 rel = layout.shard_relpath(info["split"], info["part"], ".jsonl")
                 write_jsonl(out / rel, rows)
@@ -196,7 +172,7 @@ class ExportStage(Stage):
                 rel = layout.shard_relpath(info["split"], info["part"], ".tar")
                 write_webdataset(out / rel, rows, image_bytes, c.image_ext)
                 files.append(rel)
-            art.mark_done(task.index, len(rows), files, split=info["split"], images_owned=len(owned))
+            art.mark_done(task.index, table.num_rows, files, split=info["split"], images_owned=len(owned))
 
         return work
 
@@ -239,8 +215,8 @@ class ExportStage(Stage):
         return out
 
 
-def _hist(values: list[float], span: tuple[float, float] | None = None, bins: int = HIST_BINS) -> dict[str, list]:
-    vals = np.asarray([v for v in values if v is not None], dtype=np.float64)
+def _hist(vals: np.ndarray, span: tuple[float, float] | None = None, bins: int = HIST_BINS) -> dict[str, list]:
+    vals = vals[~np.isnan(vals)]
     if len(vals) == 0:
         return {"edges": [], "counts": []}
     lo, hi = span or (float(vals.min()), float(vals.max()))
@@ -250,54 +226,77 @@ def _hist(values: list[float], span: tuple[float, float] | None = None, bins: in
     return {"edges": [round(float(e), 4) for e in edges], "counts": counts.astype(int).tolist()}
 
 
-def _summary(values: list[float]) -> dict[str, float | int | None]:
-    vals = np.asarray([v for v in values if v is not None], dtype=np.float64)
+def _summary(vals: np.ndarray) -> dict[str, float | int | None]:
+    vals = vals[~np.isnan(vals)]
     if len(vals) == 0:
         return {"n": 0, "min": None, "median": None, "max": None}
     return {"n": int(len(vals)), "min": round(float(vals.min()), 4),
             "median": round(float(np.median(vals)), 4), "max": round(float(vals.max()), 4)}
 
 
-def _plan_stats(by_split, joined, dropped, split, n_pairs, n_annotations, n_images) -> dict[str, Any]:
-    rows = [r for rs in by_split.values() for r in rs]
-    images_per_split = {s: len({x for r in rs for x in (r["q_id"], r["t_id"], *r["hn_ids"])})
-                        for s, rs in by_split.items()}
-    by_view: dict[str, list[float]] = {}
-    for r in rows:
-        by_view.setdefault(r["view"] or "?", []).append(r["similarity"])
-    scores = [r["similarity"] for r in rows if r["similarity"] is not None]
-    span = (min(scores), max(scores)) if scores else None
+def _counts(values: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    """`Counter(str(v))` of a column, sorted by key (None counts as "None", as str() writes it)."""
+    out: Counter = Counter()
+    for r in pc.value_counts(values).to_pylist():
+        out["None" if r["values"] is None else str(r["values"])] += r["counts"]
+    return dict(sorted(out.items()))
 
-    def counts(fn) -> dict[str, int]:
-        return dict(sorted(Counter(str(fn(r)) for r in rows).items()))
+
+def _int_counts(values: np.ndarray) -> dict[str, int]:
+    keys, counts = np.unique(values, return_counts=True)
+    return dict(sorted((str(int(k)), int(v)) for k, v in zip(keys, counts)))
+
+
+def plan_stats(plan: Plan, n_images: int) -> dict[str, Any]:
+    """The plan's counts for the manifest and the card, from the columns of the written rows."""
+    rows = np.concatenate([plan.order[s] for s in layout.SPLITS])
+    prow, arow = plan.pair_row[rows], plan.ann_row[rows]
+    sim = pc.round(take_rows(plan.pairs["best_score"], prow), 6).to_numpy(zero_copy_only=False).astype(np.float64)
+    view = take_rows(plan.pairs["best_view"], prow)
+    view_key = pc.if_else(pc.fill_null(pc.equal(view, ""), True), "?", view)  # `view or "?"`
+    by_view = {v: sim[pc.equal(view_key, v).to_numpy(zero_copy_only=False)]
+               for v in sorted(pc.unique(view_key).to_pylist())}
+    scores = sim[~np.isnan(sim)]
+    span = (float(scores.min()), float(scores.max())) if len(scores) else None
+    joined = pc.binary_join(pc.fill_null(take_rows(plan.pairs["found_by"], prow), pa.scalar([], pa.list_(pa.string()))),
+                            "\x1f")
+    found_by: Counter = Counter()
+    for k, v in _counts(joined).items():  # "+".join(sorted(found_by)) of each distinct list
+        found_by["+".join(sorted(k.split("\x1f"))) if k else ""] += v
+    ann = plan.annotations
+    hn_len = plan.hn_offsets[rows + 1] - plan.hn_offsets[rows]
+    split = plan.split
+
+    def images(idx: np.ndarray) -> int:
+        starts, lengths = plan.hn_offsets[idx], plan.hn_offsets[idx + 1] - plan.hn_offsets[idx]
+        flat = plan.hn[np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))]
+        return len(np.unique(np.concatenate([plan.q[idx], plan.t[idx], flat])))
 
     return {
-        "pairs_in": n_pairs,
-        "annotations_in": n_annotations,
+        "pairs_in": plan.pairs.num_rows,
+        "annotations_in": plan.annotations.num_rows,
         "triplets": len(rows),
-        "splits": {s: len(rs) for s, rs in by_split.items()},
-        "queries": {s: len({r["q_id"] for r in rs}) for s, rs in by_split.items()},
+        "splits": {s: len(o) for s, o in plan.order.items()},
+        "queries": {s: len(np.unique(plan.q[o])) for s, o in plan.order.items()},
         "images": n_images,
-        "images_per_split": images_per_split,
-        "dropped": dict(sorted(dropped.items())),
-        "annotation_status": dict(sorted(joined.annotation_status.items())),
-        "failure_examples": joined.failure_examples,
-        "notes": dict(sorted(joined.notes.items())),
+        "images_per_split": {s: images(o) for s, o in plan.order.items()},
+        "dropped": dict(sorted(plan.dropped.items())),
+        "annotation_status": dict(sorted(plan.annotation_status.items())),
+        "failure_examples": plan.failure_examples,
+        "notes": dict(sorted(plan.notes.items())),
         "split_policy": {
             "kind": "image-connected-components" + ("+carve" if split.carved else ""),
             "components": split.components, "largest_component_triplets": split.largest_component,
             "carved": split.carved, "val_target": split.target_val,
         },
-        "similarity_summary": {v: _summary(s) for v, s in [("all", scores), *sorted(by_view.items())]},
-        "similarity_histograms": {"all": _hist(scores, span),
-                                  **{v: _hist(s, span) for v, s in sorted(by_view.items())}},
-        "instructions_per_triplet": counts(lambda r: len(r["q_text"])),
-        "hns_per_triplet": counts(lambda r: len(r["hns"])),
-        "views": counts(lambda r: r["view"]),
-        "found_by": counts(lambda r: "+".join(sorted(r["found_by"]))),
-        "describers": counts(lambda r: r["describer"]),
-        "writers": counts(lambda r: r["writer"]),
-        "writers_used": counts(lambda r: r["writer_used"]),
-        "prompt_versions": counts(lambda r: r["prompt_version"]),
+        "similarity_summary": {v: _summary(s) for v, s in [("all", sim), *by_view.items()]},
+        "similarity_histograms": {"all": _hist(sim, span), **{v: _hist(s, span) for v, s in by_view.items()}},
+        "instructions_per_triplet": _int_counts(plan.n_text[rows]),
+        "hns_per_triplet": _int_counts(hn_len),
+        "views": _counts(view),
+        "found_by": dict(sorted(found_by.items())),
+        "describers": _counts(take_rows(ann["describer"], arow)),
+        "writers": _counts(take_rows(ann["writer"], arow)),
+        "writers_used": _counts(take_rows(ann["writer_used"], arow)),
+        "prompt_versions": _counts(take_rows(ann["prompt_version"], arow)),
     }
-

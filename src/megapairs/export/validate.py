@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from megapairs.artifacts import manifest_file
-from megapairs.export.layout import SPLITS
+from megapairs.export.layout import FORMAT_DIRS, SPLITS, split_dir
 from megapairs.export.reader import find_tables, iter_table
 
 
@@ -119,8 +119,9 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
     problems = _Problems(max_problems)
     if not folder.is_dir():
         return [f"{folder}: not a folder"]
-    ours = (folder / "train").is_dir() or (folder / "validation").is_dir()
-    split_names = [s for s in SPLITS if (folder / s).is_dir()] if ours else [None]
+    split_names = [s for s in SPLITS if any((folder / split_dir(s, x)).is_dir() for x in FORMAT_DIRS)]
+    ours = bool(split_names)
+    split_names = split_names if ours else [None]
     images_by_split: dict[str, set[str]] = {}
     keys: Counter = Counter()
     counts: dict[str, int] = {}
@@ -128,9 +129,8 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
     total = 0
     for split in split_names:
         label = split or "all"
-        base = folder / split if split else folder
         by_format: dict[str, list[Path]] = {}
-        for table in _all_tables(base, ours):
+        for table in _all_tables(folder, split):
             by_format.setdefault(table.suffix, []).append(table)
         if not by_format:
             problems.add(f"{label}: no Parquet, JSONL or tar shards")
@@ -184,12 +184,16 @@ def validate_megapairs(folder: Path | str, *, check_files: bool = True, max_prob
     return problems.result()
 
 
-def _all_tables(base: Path, ours: bool) -> list[Path]:
-    """Every table file of one of our split folders (all formats, to cross-check them); in any other
-    layout, the tables `read_triplets` would read."""
-    if not ours:
-        return find_tables(base, None)
-    found = []
+def _all_tables(folder: Path, split: str | None) -> list[Path]:
+    """Every table file of one of our splits (all formats, to cross-check them: `<split>/`, and
+    `jsonl/<split>/`, `webdataset/<split>/` or, in exports before 0.3, beside the Parquet shards); in
+    any other layout, the tables `read_triplets` would read."""
+    if split is None:
+        return find_tables(folder, None)
+    found: list[Path] = []
     for suffix in (".parquet", ".jsonl", ".tar"):
-        found += sorted(p for p in base.rglob(f"*{suffix}") if not p.name.startswith((".", "_")))
-    return found
+        for sub in {split, split_dir(split, suffix)}:
+            base = folder / sub
+            if base.is_dir():
+                found += sorted(p for p in base.rglob(f"*{suffix}") if not p.name.startswith((".", "_")))
+    return sorted(set(found), key=lambda p: (p.suffix, p))

@@ -1,4 +1,5 @@
-"""Writing one shard of triplets as Parquet, JSONL, or a WebDataset tar (all atomic)."""
+"""The triplet schema, and writing one shard as JSONL or a WebDataset tar (atomic). A Parquet shard
+is the plan's row group written as it is (`artifacts.write_table`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from megapairs.artifacts import atomic_write_bytes, temp_file, write_table
+from megapairs.artifacts import atomic_write_bytes, temp_file
 
 MEGAPAIRS_FIELDS = ("q_img", "q_text", "t_img", "hns")
 
@@ -27,10 +28,6 @@ def triplet_schema(score_columns: list[str]) -> pa.Schema:
         ("writer_used", s), ("prompt_version", s), ("annotation_status", s),
         ("q_caption", s), ("t_caption", s),
     ])
-
-
-def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    write_table(path, pa.Table.from_pylist(rows, schema=schema))
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

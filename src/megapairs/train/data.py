@@ -5,6 +5,9 @@ with `train/` and `validation/` splits, or one table file) or the released MegaP
 Parquet, JSONL, JSON or WebDataset tar, with the column aliases of other loaders. Rows carry
 `q_img`, `q_text` (list of instructions), `t_img` and `hns` (`hns[0]` is the query image); image
 paths come back absolute (relative ones resolve against `image_root` or the dataset folder).
+Rows are converted by columns into one Arrow table (`triplet_cache`); the trainer has rank 0 write
+it as a file under the run folder that every rank memory-maps, each rank then drawing its share of
+every step's batch (`StepSampler`). Nothing per row lives in process memory but the row-index arrays.
 
 Per step, each query gets: one instruction sampled from its list, its positive, and
 `num_hard_negatives` negatives: the query image first (always), then a sample of the other mined
@@ -28,6 +31,7 @@ import pyarrow as pa
 import torch
 
 from megapairs.models.common import load_image
+from megapairs.train import triplet_cache
 
 log = logging.getLogger("megapairs")
 
@@ -46,40 +50,57 @@ def candidate_ids(items: list[dict[str, Any]]) -> torch.Tensor:
     return torch.tensor([i for it in items for i in it["ids"]], dtype=torch.long)
 
 COLUMNS = ("q_img", "q_text", "t_img", "hns")
-SCHEMA = pa.schema([("q_img", pa.string()), ("q_text", pa.list_(pa.string())), ("t_img", pa.string()),
-                    ("hns", pa.list_(pa.string()))])
+SCHEMA = triplet_cache.SCHEMA
 
 
 @dataclass
 class TripletTable:
-    """Triplets in one Arrow table (absolute image paths), read once and shared by workers."""
+    """Triplets in one Arrow table (absolute image paths): in memory, or memory-mapped from the file
+    `load_triplets(cache=...)` wrote, so DataLoader workers and DDP ranks share its pages."""
 
     table: pa.Table
     source: str
+
+    def __post_init__(self) -> None:
+        # Row lookups go straight to a chunk (a mapped file has one chunk per written batch).
+        self._chunks = [self.table.column(c).chunks for c in COLUMNS]
+        sizes = [len(ch) for ch in self._chunks[0]]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
     def __len__(self) -> int:
         return self.table.num_rows
 
     def row(self, i: int) -> dict[str, Any]:
-        return {c: self.table.column(c)[i].as_py() for c in COLUMNS}
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} out of range for {len(self)} triplets")
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        j = i - int(self._starts[k])
+        return {c: chunks[k][j].as_py() for c, chunks in zip(COLUMNS, self._chunks)}
 
 
 def load_triplets(path: str | Path, image_root: str | Path | None = None, *,
-                  split: str | None = "train") -> TripletTable:
-    """All triplets of `split` under `path` (a folder or one table file)."""
-    from megapairs.export.reader import read_triplets
+                  split: str | None = "train", cache: str | Path | None = None) -> TripletTable:
+    """All triplets of `split` under `path` (a folder or one table file). With `cache` (a file path),
+    the main process writes them there as an Arrow file (or reuses it when its sources are unchanged),
+    every process waits for it, then memory-maps it: rows cost page cache, not process memory."""
+    from megapairs.train.distributed import barrier, info
 
-    cols: dict[str, list] = {c: [] for c in COLUMNS}
-    for row in read_triplets(path, split, image_root=image_root or None):
-        for c in COLUMNS:
-            cols[c].append(row[c])
-    table = pa.table(cols, schema=SCHEMA)
+    src = Path(path).resolve()
+    root = Path(image_root).resolve() if image_root else None
+    if cache is None:
+        table = triplet_cache.build(src, split, root, None)
+    else:
+        if info().is_main:
+            triplet_cache.build(src, split, root, Path(cache))
+        barrier()
+        table = triplet_cache.open_mapped(Path(cache))
     if table.num_rows == 0:
         raise ValueError(f"no triplets found in {path}" + (f" (split {split!r})" if split else ""))
     return TripletTable(table, str(path))
 
 
-def validation_split(path: str | Path, image_root: str | Path | None = None) -> TripletTable | None:
+def validation_split(path: str | Path, image_root: str | Path | None = None, *,
+                     cache: str | Path | None = None) -> TripletTable | None:
     """The dataset's own validation split, when it has one distinct from its train split."""
     from megapairs.export.reader import find_tables
 
@@ -89,7 +110,7 @@ def validation_split(path: str | Path, image_root: str | Path | None = None) -> 
     val = find_tables(path, "validation")
     if not val or set(val) == set(find_tables(path, "train")):
         return None
-    return load_triplets(path, image_root, split="validation")
+    return load_triplets(path, image_root, split="validation", cache=cache)
 
 
 # -- dataset --------------------------------------------------------------------------------------
@@ -197,34 +218,53 @@ def subsample_rows(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 class Holdout:
     """In-training held-out rows chosen by export's grouped split: no held-out query or target image
     is a training query or target. `val_images` (held-out queries / targets) are never used as
-    training negatives; `train_images` (everything training touches) never enter the held-out gallery."""
+    training negatives; `train_images` (images training touches) never enter the held-out gallery."""
 
     train_rows: np.ndarray
     eval_rows: np.ndarray
     val_images: frozenset
-    train_images: frozenset
+    train_images: frozenset  # (those of them the held-out rows also use: all the gallery needs)
     dropped: int = 0  # rows on the border of a carved region (neither split)
 
 
 def grouped_holdout(data: TripletTable, eval_size: int, seed: int) -> Holdout:
-    """Hold out about `eval_size` rows with `megapairs.export.split.assign_splits` (connected groups
-    of query + target images, carved from the largest group when needed); the rest train."""
-    from megapairs.export.split import TRAIN, VAL, assign_splits
-    from megapairs.models.feature_cache import ref_key
+    """Hold out about `eval_size` rows with export's split policy (`assign_split_codes`: connected
+    groups of query + target images, carved from the largest group when needed); the rest train.
+    Works on the table's columns (image codes), not on a Python object per row."""
+    import pyarrow.compute as pc
+
+    from megapairs.export.columns import codes_of, sorted_vocab, take_rows
+    from megapairs.export.split import TRAIN, VAL, assign_split_codes
 
     n = len(data)
     if eval_size <= 0:
         return Holdout(np.arange(n), np.arange(0), frozenset(), frozenset())
     if eval_size >= n:
         raise ValueError(f"eval_size {eval_size} leaves no training rows out of {n}")
-    q = [ref_key(r) for r in data.table.column("q_img").to_pylist()]
-    t = [ref_key(r) for r in data.table.column("t_img").to_pylist()]
-    hns = [[ref_key(h) for h in (row or [])] for row in data.table.column("hns").to_pylist()]
-    split = assign_splits([[a, b] for a, b in zip(q, t)], eval_size / n, seed)
+    q_col, t_col = data.table.column("q_img"), data.table.column("t_img")
+    vocab = sorted_vocab([q_col, t_col])  # image keys are the path strings (`ref_key`)
+    qt = np.stack([codes_of(q_col, vocab), codes_of(t_col, vocab)], axis=1).ravel()
+    split = assign_split_codes(qt, np.arange(0, 2 * n + 1, 2), len(vocab), lambda c: vocab[c].as_py(),
+                               eval_size / n, seed)
     side = np.asarray(split.assignment)
     train_rows, eval_rows = np.flatnonzero(side == TRAIN), np.flatnonzero(side == VAL)
-    val_images = frozenset(x for i in eval_rows for x in (q[i], t[i]))
-    train_images = frozenset(x for i in train_rows for x in (q[i], t[i], *hns[i]) if x not in val_images)
+    val_images = frozenset(x for c in ("q_img", "t_img") for x in take_rows(data.table.column(c), eval_rows).to_pylist())
+    # Training images among the held-out rows' images (the only ones the gallery asks about).
+    held = sorted_vocab([take_rows(data.table.column(c), eval_rows) for c in ("q_img", "t_img")]
+                        + [pc.list_flatten(take_rows(data.table.column("hns"), eval_rows))])
+    seen = np.zeros(len(held), dtype=bool)
+    is_train = side == TRAIN
+    for start in range(0, n, 1 << 18):
+        part = data.table.slice(start, 1 << 18)
+        rows = is_train[start:start + part.num_rows]
+        for c in ("q_img", "t_img"):
+            codes = codes_of(part.column(c), held)[rows]
+            seen[codes[codes >= 0]] = True
+        hns = part.column("hns").combine_chunks()
+        codes = codes_of(pc.list_flatten(hns), held)
+        codes = codes[rows[pc.list_parent_indices(hns).to_numpy()] & (codes >= 0)]
+        seen[codes] = True
+    train_images = frozenset(x for x in held.filter(pa.array(seen)).to_pylist() if x not in val_images)
     return Holdout(train_rows, eval_rows, val_images, train_images, int(np.sum(side == -1)))
 
 

@@ -46,6 +46,7 @@ from megapairs.models.feature_cache import CachedTripletCollator, ImageFeatureCa
 from megapairs.train.step import StepRunner, linear_schedule, param_groups  # noqa: F401 (re-exported)
 
 log = logging.getLogger("megapairs")
+DATA_CACHE = "data"  # under the run folder: the training rows as memory-mapped Arrow files
 
 
 @dataclass
@@ -119,7 +120,9 @@ class Trainer:
                         torch.distributed.broadcast(p, 0)
 
         # data
-        data = load_triplets(cfg.data, cfg.image_root or None)
+        # rank 0 writes the rows once as Arrow files under the run folder; every rank maps them
+        cache = self.out / DATA_CACHE
+        data = load_triplets(cfg.data, cfg.image_root or None, cache=cache / "train.arrow")
         holdout = grouped_holdout(data, cfg.eval_size, cfg.seed)  # no image shared with training rows
         train_rows, eval_rows = holdout.train_rows, holdout.eval_rows
         if cfg.eval_size:
@@ -133,13 +136,13 @@ class Trainer:
         self.eval_exclude: frozenset = frozenset()  # images training touches: kept out of the held-out gallery
         self.eval_set: tuple[TripletTable, np.ndarray] | None = None
         if cfg.eval_data:
-            ev = load_triplets(cfg.eval_data, cfg.image_root or None, split=None)
+            ev = load_triplets(cfg.eval_data, cfg.image_root or None, split=None, cache=cache / "eval.arrow")
             self.eval_set = (ev, np.arange(len(ev)))
         elif len(eval_rows):
             self.eval_set = (data, eval_rows)
             self.eval_exclude = holdout.train_images
         else:  # an exported dataset's own validation split, if it has one
-            ev = validation_split(cfg.data, cfg.image_root or None)
+            ev = validation_split(cfg.data, cfg.image_root or None, cache=cache / "validation.arrow")
             if ev is not None:
                 self.eval_set = (ev, np.arange(len(ev)))
         if self.eval_set is not None and len(self.eval_set[1]) > cfg.eval_max_rows:
