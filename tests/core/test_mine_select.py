@@ -108,3 +108,34 @@ def test_near_copies_of_a_target_are_neither_second_targets_nor_negatives():
         copies = {"id1", "id2", "id3"} - {t} if t in ("id1", "id2", "id3") else set()
         assert not copies & set(hns), (t, hns)  # a copy of the positive is no negative
         assert hns[0] == "id0"
+
+
+class _CountingRows:
+    """A view matrix that counts the rows read from it (each read of the float16 store costs)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x, self.shape, self.read = x, x.shape, 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, rows):
+        out = self.x[rows]
+        self.read += len(out)
+        return out
+
+
+def test_selection_reads_about_cap_rows_per_query_and_view():
+    rng = np.random.default_rng(0)
+    x = {v: _unit(rng.normal(size=(3000, 16)) + 3 * rng.normal(size=(30, 16))[rng.integers(0, 30, 3000)])
+         for v in ("image", "visual", "caption")}
+    q = np.arange(0, 3000, 3)
+    knn = {v: search(build_index(m), m[q], 21) for v, m in x.items()}
+    mats = {v: _CountingRows(m) for v, m in x.items()}
+    bands = {v: (0.3, 0.99) for v in x}
+    columns, _ = select_pairs(q, knn, bands, mats, [str(i) for i in range(3000)],
+                              near_duplicate={"image": 0.985, "visual": 0.985}, max_targets=5,
+                              num_hard_negatives=5, seed=0)
+    assert len(columns["target_id"]) == 5 * len(q)  # every query fills its cap
+    # the query row + a window of cap + 2 targets per view; checking every candidate read ~20x more
+    assert sum(m.read for m in mats.values()) <= 3 * (1 + 5 + 2) * len(q)
