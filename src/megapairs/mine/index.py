@@ -45,6 +45,7 @@ INDEX_ARTIFACT = "mine_index"
 REFINED = ("ivf_sq8", "ivf_pq")
 ADD_BLOCK = 65_536
 SEARCH_BLOCK = 4096
+INDEX_FORMAT = 2  # 2: refined kinds saved as base + float16 refine files; an older artifact is rebuilt
 
 
 @dataclass
@@ -188,7 +189,7 @@ def tune(search: MineIndex, config: MineConfig, q: np.ndarray, exact: np.ndarray
 def index_hash(config: MineConfig, upstream: str) -> str:
     keys = ("k", "index", "memory_budget", "approx_threshold", "nlist", "nprobe", "target_recall",
             "recall_sample", "refine_factor", "train_size", "hnsw_m", "ef_search", "seed")
-    payload = json.dumps([{k: getattr(config, k) for k in keys}, upstream], sort_keys=True)
+    payload = json.dumps([{k: getattr(config, k) for k in keys}, upstream, INDEX_FORMAT], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -76,6 +76,7 @@ def select_pairs(
     max_targets: int,
     num_hard_negatives: int,
     seed: int,
+    q_vecs: dict[str, np.ndarray] | None = None,  # view -> (Q, D) float32 query vectors, if at hand
 ) -> tuple[dict[str, list | np.ndarray], Stats]:
     """Returns the pairs as columns (see `mine.stage.pairs_schema`) and statistics."""
     views = list(knn)
@@ -83,7 +84,8 @@ def select_pairs(
     acc = _Acc(views)
     for i in range(0, max(len(q_rows), 1), SELECT_BLOCK):
         sl = slice(i, i + SELECT_BLOCK)
-        _select_block(q_rows[sl], {v: (s[sl], r[sl]) for v, (s, r) in knn.items()}, bands, mats,
+        qv = {v: q_vecs[v][sl] if q_vecs and v in q_vecs else mats[v][q_rows[sl]] for v in mats}
+        _select_block(q_rows[sl], qv, {v: (s[sl], r[sl]) for v, (s, r) in knn.items()}, bands, mats,
                       max(len(ids), 1), near_duplicate, max_targets, num_hard_negatives, seed, acc)
     return acc.columns(views, bands, mats, ids)
 
@@ -127,7 +129,8 @@ class _Acc:
         return columns, self.stats
 
 
-def _select_block(q_rows, knn, bands, mats, n_all, near_duplicate, cap, num_hard_negatives, seed, acc: _Acc) -> None:
+def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, num_hard_negatives, seed,
+                  acc: _Acc) -> None:
     views = list(knn)
     stats = acc.stats
     Q = len(q_rows)
@@ -168,7 +171,6 @@ def _select_block(q_rows, knn, bands, mats, n_all, near_duplicate, cap, num_hard
     p_q, p_t, p_mask = p_q[order], p_t[order], p_mask[order]
 
     near_views = [v for v in mats if v in near_duplicate]
-    q_vec = {v: mats[v][q_rows] for v in mats}  # (Q, D) float32, one row per query and view
     ex = _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window=3 * cap)
     kept = ex.kept
     stats.add("near_duplicate", int(ex.near.sum()))
