@@ -304,23 +304,21 @@ def _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, n_neg, seed) -> np.ndarr
     u_q, u_t = ukey // n_all, ukey % n_all
     u_start = np.searchsorted(u_q, np.arange(Q + 1))
     counts = u_start[1:] - u_start[:-1]  # (Q,)
-    # Expand: every kept pair x every candidate of its query.
-    reps = counts[p_q]
-    pair_idx = np.repeat(np.arange(len(p_q)), reps)
-    offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    cand = u_t[u_start[p_q][pair_idx] + offs]
-    ok = cand != p_t[pair_idx]
-    pair_idx, cand = pair_idx[ok], cand[ok]
+    # Dense (P, C): every kept pair x every candidate of its query, in row order, -1 padded.
+    C = int(counts[p_q].max())
+    j = np.arange(C)[None, :]
+    inside = j < counts[p_q][:, None]
+    cand = np.where(inside, u_t[np.minimum(u_start[p_q][:, None] + j, len(u_t) - 1)], -1)
+    valid = inside & (cand != p_t[:, None])
     kept_keys = np.sort(p_q * n_all + p_t)
-    ck = p_q[pair_idx] * n_all + cand
-    pos = np.searchsorted(kept_keys, ck)
-    is_target = (pos < len(kept_keys)) & (kept_keys[np.minimum(pos, len(kept_keys) - 1)] == ck)
-    h = mix64(seed, q_rows[p_q[pair_idx]], p_t[pair_idx], cand)
-    order = np.lexsort((h, ~is_target, pair_idx))
-    pair_idx, cand = pair_idx[order], cand[order]
-    starts = np.searchsorted(pair_idx, np.arange(len(p_q) + 1))
-    within = np.arange(len(pair_idx)) - starts[pair_idx]
-    take = within < n_neg - 1
-    out = np.full((len(p_q), n_neg - 1), -1, dtype=np.int64)
-    out[pair_idx[take], within[take]] = cand[take]
+    ck = p_q[:, None] * n_all + cand
+    pos = np.minimum(np.searchsorted(kept_keys, ck), len(kept_keys) - 1)
+    is_target = kept_keys[pos] == ck
+    h = mix64(seed, q_rows[p_q][:, None], p_t[:, None], cand)
+    rank = np.where(valid, np.where(is_target, 0, 1), 2)  # other kept targets, the rest, none
+    order = np.lexsort((h, rank), axis=1)[:, : n_neg - 1]  # each row on its own, stable
+    out = np.take_along_axis(cand, order, 1)
+    out[np.take_along_axis(rank, order, 1) == 2] = -1
+    if out.shape[1] < n_neg - 1:
+        out = np.pad(out, ((0, 0), (0, n_neg - 1 - out.shape[1])), constant_values=-1)
     return out
