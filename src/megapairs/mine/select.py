@@ -15,7 +15,7 @@ Rules (the paper's, with the unknowns made explicit):
   near-duplicates of the pair's target are no negatives and are left out.
 
 Cost: a query's found targets are examined best first, only until its cap is filled (a window of
-cap + 2 targets, doubled for the few queries whose window held near-duplicates), so the float16
+cap targets, doubled for the few queries whose window held near-duplicates), so the float16
 rows read per query are about cap x views, not every candidate x every check. One gather per
 window, then batched matrix products give the query-target and target-target scores. The dropped
 counts follow this: `near_duplicate`, `near_duplicate_target` and `near_duplicate_negative` count
@@ -120,7 +120,7 @@ class _Acc:
         self.stats.hist_kept = {v: h.tolist() for v, h in self.hist_kept.items()}
         columns = {
             "query_id": id_arr[cat["q"]].tolist(), "target_id": id_arr[cat["t"]].tolist(),
-            "found_by": [list(lookup[m]) for m in cat["mask"].tolist()],
+            "found_by": [lookup[m] for m in cat["mask"].tolist()],  # shared lists, read only
             "best_view": names[best].tolist(),
             "best_score": np.stack([scores[v] for v in views], 1)[np.arange(len(best)), best].astype(np.float32),
             **{f"score_{v}": scores[v].astype(np.float32) for v in mats},
@@ -134,7 +134,7 @@ def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, n
     views = list(knn)
     stats = acc.stats
     Q = len(q_rows)
-    cand_q, cand_t, cand_rank, cand_view, cand_in = [], [], [], [], []
+    cand_q, cand_t, cand_rank, cand_view, cand_in, cand_s = [], [], [], [], [], []
     for vi, v in enumerate(views):
         s, r = knn[v]
         valid = (r >= 0) & (r != q_rows[:, None])  # (Q, K)
@@ -150,6 +150,7 @@ def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, n
         cand_rank.append(rank[qi, ki])
         cand_view.append(np.full(len(qi), vi))
         cand_in.append(inband[qi, ki])
+        cand_s.append(s[qi, ki])
     cq, ct = np.concatenate(cand_q), np.concatenate(cand_t).astype(np.int64)
     crank, cview, cin = np.concatenate(cand_rank), np.concatenate(cand_view), np.concatenate(cand_in)
 
@@ -179,8 +180,9 @@ def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, n
     k_idx = np.flatnonzero(kept)
     kq, kt, kmask = p_q[k_idx], p_t[k_idx], p_mask[k_idx]
     scores = {}
-    for v in mats:  # near views were scored while examining; the others only for kept pairs
-        scores[v] = ex.q_score[v][k_idx] if v in ex.q_score else np.einsum("pd,pd->p", q_vec[v][kq], mats[v][kt])
+    for vi, v in enumerate(views):  # near views were scored while examining; the others only for kept pairs
+        scores[v] = ex.q_score[v][k_idx] if v in ex.q_score else _known_or_scored(
+            kq, kt, cq[cview == vi], ct[cview == vi], np.concatenate(cand_s)[cview == vi], n_all, q_vec[v], mats[v])
 
     # one spare candidate per slot, so that dropping near-copies of the target still fills the list
     negs = _hard_negatives(q_rows, cq, ct, kq, kt, Q, n_all, 2 * num_hard_negatives - 1, seed)
@@ -191,6 +193,21 @@ def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, n
         acc.hist_kept[v] += _hist(scores[v][(kmask >> vi & 1).astype(bool)])
     acc.parts.append({"q": q_rows[kq], "t": kt, "mask": kmask, "pos": ex.kpos[k_idx],
                       "hns": np.concatenate([q_rows[kq][:, None], negs], 1), **{f"s:{v}": scores[v] for v in mats}})
+
+
+def _known_or_scored(kq, kt, vq, vt, vs, n_all, q_vec, mat) -> np.ndarray:
+    """Scores of pairs (kq, kt) in one view: the search's exact score where this view retrieved
+    the target for the query (vq, vt, vs), else an inner product of the two rows."""
+    key, vkey = kq * n_all + kt, vq * n_all + vt
+    order = np.argsort(vkey)
+    vkey, vs = vkey[order], vs[order]
+    at = np.minimum(np.searchsorted(vkey, key), max(len(vkey) - 1, 0))
+    known = (vkey[at] == key) if len(vkey) else np.zeros(len(key), bool)
+    out = np.where(known, vs[at] if len(vs) else 0, 0).astype(np.float32)
+    rest = np.flatnonzero(~known)
+    if len(rest):
+        out[rest] = np.einsum("pd,pd->p", q_vec[kq[rest]], mat[kt[rest]])
+    return out
 
 
 class _Examined:
@@ -217,7 +234,7 @@ def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window) 
     qs = np.searchsorted(p_q, np.arange(Q + 1))
     count = np.diff(qs)
     pos = np.arange(P) - qs[p_q]  # position within the query's list
-    active, e = np.flatnonzero(count > 0), cap + 2
+    active, e = np.flatnonzero(count > 0), cap
     while len(active):
         e = int(min(e, count[active].max()))
         row_of = np.full(Q, -1)
@@ -229,9 +246,14 @@ def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window) 
         present[row, slot] = True
         near_q = np.zeros((A, e), bool)
         copies = np.zeros((A, e, e), bool)
+        full = len(sel) == A * e  # every window full (the usual case): the gather is the tensor
         for v in near_views:
-            x = np.zeros((A, e, mats[v].shape[1]), np.float32)
-            x[row, slot] = mats[v][p_t[sel]]  # the one gather of this round
+            g = mats[v][p_t[sel]]  # (len(sel), D) float32: the one gather of this round
+            if full:
+                x = g.reshape(A, e, -1)
+            else:
+                x = np.zeros((A, e, g.shape[1]), np.float32)
+                x[row, slot] = g
             s = np.matmul(x, q_vec[v][active][:, :, None])[:, :, 0]  # (A, e) query-target
             ex.q_score[v][sel] = s[row, slot]
             near_q |= s >= near_duplicate[v]
