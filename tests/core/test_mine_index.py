@@ -159,3 +159,28 @@ def test_hnsw_and_ivf_flat_are_saved_and_reopened(tmp_path):
         index = open_index(tmp_path, vectors)["image"]
         s, r = index.search(vectors["image"][np.arange(20)], 6)
         assert index.kind == kind and (r[:, 0] == np.arange(20)).all()  # each vector finds itself first
+
+
+@pytest.mark.ray
+def test_refined_index_pairs_are_byte_identical_on_ray_and_on_resume(tmp_path):
+    pytest.importorskip("ray")
+    from megapairs.executors.ray_executor import RayExecutor
+
+    _embeddings(tmp_path)
+    shards = lambda: {p.name: p.read_bytes() for p in sorted((tmp_path / "pairs").glob("part-*.parquet"))}  # noqa: E731
+    rows, _ = _pairs(tmp_path, index="ivf_pq", nlist=8, refine_factor=3)
+    local = shards()
+    assert len(local) == 3 and len(rows) > 500
+    art = Artifact(tmp_path / "pairs")
+    art.manifest_path.unlink()
+    (art.path / "part-00001.parquet").unlink()  # an interrupted run: one shard and its marker gone
+    next((art.path / ".megapairs" / "done").glob("part-00001*")).unlink()
+    cfg = MineConfig(k=5, bands={"image": [0.3, 0.97], "caption": [0.3, 0.97]}, query_shard_size=500,
+                     approx_threshold=100, index="ivf_pq", nlist=8, refine_factor=3)
+    run_stage(MineStage(tmp_path, cfg))  # resumes: rewrites the missing shard only
+    assert shards() == local
+    run_stage(MineStage(tmp_path, cfg), RayExecutor(num_actors=2), overwrite=True)
+    import ray
+
+    ray.shutdown()
+    assert shards() == local
