@@ -68,6 +68,12 @@ def test_cap_and_determinism():
     assert [r["target_id"] for r in c] == [r["target_id"] for r in a]  # the seed only shuffles negatives
 
 
+def test_no_pair_in_band_gives_empty_columns():
+    rows, stats = _select({"image": (0.9999, 0.99999), "caption": (0.9999, 0.99999)})
+    assert rows == [] and stats.kept_by_view == {"image": 0, "caption": 0}
+    assert sum(stats.hist_all["image"]) == 4 and sum(stats.hist_kept["image"]) == 0
+
+
 def test_ivf_recall_on_clustered_data():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(50, 32))

@@ -81,7 +81,7 @@ def select_pairs(
     """Returns the pairs as columns (see `mine.stage.pairs_schema`) and statistics."""
     views = list(knn)
     q_rows = np.asarray(q_rows, dtype=np.int64)
-    acc = _Acc(views)
+    acc = _Acc(views, list(mats), num_hard_negatives)
     for i in range(0, max(len(q_rows), 1), SELECT_BLOCK):
         sl = slice(i, i + SELECT_BLOCK)
         qv = {v: q_vecs[v][sl] if q_vecs and v in q_vecs else mats[v][q_rows[sl]] for v in mats}
@@ -93,11 +93,14 @@ def select_pairs(
 class _Acc:
     """Per-block results, joined into columns once."""
 
-    def __init__(self, views: list[str]) -> None:
+    def __init__(self, views: list[str], score_views: list[str], num_hard_negatives: int) -> None:
         zeros = lambda: {v: np.zeros(len(HIST_BINS) - 1, np.int64) for v in views}  # noqa: E731
         self.stats = Stats(kept_by_view={v: 0 for v in views})
         self.hist_all, self.hist_kept = zeros(), zeros()
-        self.parts: list[dict[str, np.ndarray]] = []
+        none = np.zeros(0, np.int64)  # the part that stands for no pairs at all
+        self.parts: list[dict[str, np.ndarray]] = [{
+            "q": none, "t": none, "mask": none, "pos": none, "hns": np.zeros((0, num_hard_negatives), np.int64),
+            **{f"s:{v}": np.zeros(0, np.float32) for v in score_views}}]
 
     def columns(self, views, bands, mats, ids) -> tuple[dict[str, list | np.ndarray], Stats]:
         keys = ("q", "t", "mask", "pos", "hns", *(f"s:{v}" for v in mats))
