@@ -1,11 +1,12 @@
 """Two Ray actors sharing one saved mining index: anonymous memory per actor, mmap vs in-memory.
 
-    python -m benchmarks.bench_ray_index --n 200000 --dim 1024
+    python -m benchmarks.bench_ray_index --n 200000 --dim 1024                 # IVF-Flat
+    python -m benchmarks.bench_ray_index --n 200000 --dim 1024 --index ivf_pq  # + float16 refine
 
 The driver builds the `mine_index` artifact once (the stage's plan()). Each of two Ray actors then
 builds the real mine worker (`MineStage.make_worker()`: ids, memory-mapped float16 vectors, the
-saved index read with IO_FLAG_MMAP), mines one query shard, and reports its RssAnon; then it loads
-the same index file the old way (read fully into memory) and reports RssAnon again.
+saved index memory-mapped by `read_saved`), mines one query shard, and reports its RssAnon; then
+it loads the same index files the old way (read fully into memory) and reports RssAnon again.
 """
 
 from __future__ import annotations

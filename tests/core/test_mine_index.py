@@ -12,7 +12,7 @@ import pytest
 from megapairs.artifacts import Artifact, write_npy, write_table
 from megapairs.embed.store import Vectors, load_embeddings, open_embeddings, open_views
 from megapairs.mine.config import MineConfig, parse_bytes
-from megapairs.mine.exact import faiss_knn, rerank, torch_knn
+from megapairs.mine.exact import faiss_knn, torch_knn
 from megapairs.mine.index import INDEX_ARTIFACT, choose_index, ensure_index, open_index
 from megapairs.mine.stage import MineStage
 from megapairs.stages import run_stage
@@ -67,18 +67,6 @@ def test_torch_and_faiss_blockwise_exact_search_match_brute_force():
     assert (faiss_knn(q[:3], small, 8)[1][:, 5:] == -1).all() and (torch_knn(q[:3], small, 8)[1][:, 5:] == -1).all()
 
 
-def test_rerank_orders_candidates_by_exact_score():
-    x = Vectors([_vectors(200, 16, 3)], 16)
-    q = x[np.array([0, 1])]
-    cand = np.array([[5, 9, -1, 0, 17], [3, 4, 6, 8, -1]])
-    s, r = rerank(q, cand, x, 3)
-    exact = q @ x[0:200].T
-    for i in range(2):
-        valid = cand[i][cand[i] >= 0]
-        assert list(r[i]) == list(valid[np.argsort(-exact[i, valid])][:3])
-        np.testing.assert_allclose(s[i], exact[i, r[i]], rtol=1e-5)
-
-
 def test_budget_selection():
     cfg = MineConfig(approx_threshold=10_000)
     n, d = 1_000_000, 1024
@@ -113,6 +101,22 @@ def test_saved_index_round_trip_and_mmap_load(tmp_path):
     sq8 = open_index(tmp_path, vectors)["image"]
     lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(sq8.index).invlists)
     assert sq8.kind == "ivf_sq8" and type(lists).__name__ == "OnDiskInvertedLists"  # read via mmap
+
+
+def test_refined_kinds_rerank_inside_faiss_over_float16_codes(tmp_path):
+    mats = _embeddings(tmp_path)
+    vectors = open_views(tmp_path / "embeddings")
+    ensure_index(tmp_path, vectors, MineConfig(k=5, index="ivf_pq", nlist=8, refine_factor=3), "test-1500")
+    index = open_index(tmp_path, vectors)["image"]
+    assert type(index.index).__name__ == "IndexRefine" and index.index.k_factor == 3
+    refine = faiss.downcast_index(index.index.refine_index)
+    assert type(refine).__name__ == "IndexScalarQuantizer" and refine.sq.qtype == faiss.ScalarQuantizer.QT_fp16
+    assert refine.ntotal == 1500 and (tmp_path / INDEX_ARTIFACT / "image.fp16.faiss").is_file()
+    q = vectors["image"][np.arange(0, 1500, 50)]
+    s, r = index.index.search(q, 6)  # bare FAISS returns the exact scores of the float16 vectors
+    full = mats["image"].astype(np.float32)
+    np.testing.assert_allclose(s, np.einsum("qd,qkd->qk", q, full[r]), atol=1e-5)
+    assert (r[:, 0] == np.arange(0, 1500, 50)).all()
 
 
 def _pairs(root: Path, **kw) -> tuple[list[dict], dict]:
@@ -155,3 +159,28 @@ def test_hnsw_and_ivf_flat_are_saved_and_reopened(tmp_path):
         index = open_index(tmp_path, vectors)["image"]
         s, r = index.search(vectors["image"][np.arange(20)], 6)
         assert index.kind == kind and (r[:, 0] == np.arange(20)).all()  # each vector finds itself first
+
+
+@pytest.mark.ray
+def test_refined_index_pairs_are_byte_identical_on_ray_and_on_resume(tmp_path):
+    pytest.importorskip("ray")
+    from megapairs.executors.ray_executor import RayExecutor
+
+    _embeddings(tmp_path)
+    shards = lambda: {p.name: p.read_bytes() for p in sorted((tmp_path / "pairs").glob("part-*.parquet"))}  # noqa: E731
+    rows, _ = _pairs(tmp_path, index="ivf_pq", nlist=8, refine_factor=3)
+    local = shards()
+    assert len(local) == 3 and len(rows) > 500
+    art = Artifact(tmp_path / "pairs")
+    art.manifest_path.unlink()
+    (art.path / "part-00001.parquet").unlink()  # an interrupted run: one shard and its marker gone
+    next((art.path / ".megapairs" / "done").glob("part-00001*")).unlink()
+    cfg = MineConfig(k=5, bands={"image": [0.3, 0.97], "caption": [0.3, 0.97]}, query_shard_size=500,
+                     approx_threshold=100, index="ivf_pq", nlist=8, refine_factor=3)
+    run_stage(MineStage(tmp_path, cfg))  # resumes: rewrites the missing shard only
+    assert shards() == local
+    run_stage(MineStage(tmp_path, cfg), RayExecutor(num_actors=2), overwrite=True)
+    import ray
+
+    ray.shutdown()
+    assert shards() == local

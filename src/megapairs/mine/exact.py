@@ -76,23 +76,3 @@ def exact_knn(q: np.ndarray, db: Vectors, k: int, device: str = "auto") -> tuple
         return faiss_knn(q, db, k)
     return torch_knn(q, db, k, device=device)
 
-
-def rerank(q: np.ndarray, cand: np.ndarray, db: Vectors, k: int, chunk_rows: int = 65_536
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact scores for candidate rows: q (Q, D), cand (Q, C) int64 (-1 = none) -> the best k by
-    exact inner product with the (float16 on disk) vectors: scores (Q, k), rows (Q, k)."""
-    Q, C = cand.shape
-    out_s = np.full((Q, k), -np.inf, np.float32)
-    out_r = np.full((Q, k), -1, np.int64)
-    step = max(1, chunk_rows // max(C, 1))
-    kk = min(k, C)
-    for i in range(0, Q, step):
-        c = cand[i : i + step]  # (b, C)
-        valid = c >= 0
-        x = db[np.where(valid, c, 0).ravel()].reshape(len(c), C, -1)  # (b, C, D) float32
-        s = np.einsum("bcd,bd->bc", x, q[i : i + step])  # (b, C)
-        s[~valid] = -np.inf
-        order = np.argsort(-s, axis=1, kind="stable")[:, :kk]  # (b, k)
-        out_s[i : i + step, :kk] = np.take_along_axis(s, order, 1)
-        out_r[i : i + step, :kk] = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(c, order, 1), -1)
-    return out_s, out_r

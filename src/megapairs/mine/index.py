@@ -9,8 +9,13 @@ than in each process's anonymous memory.
 Kinds and their resident bytes per vector (d = dimension):
   flat      0       exact blockwise search over the float16 vectors (GPU when present)
   ivf_flat  4d + 8  float32 codes
-  ivf_sq8   d + 8   8-bit scalar codes, candidates re-ranked exactly
+  ivf_sq8   d + 8   8-bit scalar codes, refine_factor * k candidates re-ranked exactly
   ivf_pq    m/2 + 8 4-bit product codes (fast scan), refine_factor * k candidates re-ranked exactly
+The two re-ranked kinds are saved as a FAISS `IndexRefine`: the IVF index plus a float16 copy of
+the vectors (`IndexScalarQuantizer` QT_fp16, 2d bytes per vector on disk, read with
+IO_FLAG_MMAP_IFC so it stays in the page cache), so the exact re-ranking runs inside FAISS
+(multithreaded SIMD over the float16 codes) in the same `search` call; its scores are exact inner
+products with the float16 vectors, as the flat path's are.
   hnsw      4d + 8M graph over float32 vectors (only when asked for: slow to build at mining scale)
 `nprobe` (or HNSW's efSearch) is tuned at build time to the smallest value whose recall@k against
 exact search on a query sample reaches `target_recall`; that measured recall goes in the manifest.
@@ -33,13 +38,14 @@ import numpy as np
 from megapairs.artifacts import Artifact, open_complete
 from megapairs.embed.store import Vectors
 from megapairs.mine.config import MineConfig, parse_bytes
-from megapairs.mine.exact import exact_knn, rerank
+from megapairs.mine.exact import exact_knn
 from megapairs.mine.knn import recall_at_k
 
 INDEX_ARTIFACT = "mine_index"
 REFINED = ("ivf_sq8", "ivf_pq")
 ADD_BLOCK = 65_536
 SEARCH_BLOCK = 4096
+INDEX_FORMAT = 2  # 2: refined kinds saved as base + float16 refine files; an older artifact is rebuilt
 
 
 @dataclass
@@ -106,7 +112,7 @@ def budget_shares(dims: dict[str, int], budget: int) -> dict[str, int]:
 
 
 class MineIndex:
-    """One view's search: FAISS index (or none, for flat) + exact re-ranking from the vectors."""
+    """One view's search: the saved FAISS index (re-ranking inside it), or exact search when flat."""
 
     def __init__(self, info: dict[str, Any], vectors: Vectors, index: faiss.Index | None = None,
                  device: str = "auto") -> None:
@@ -138,10 +144,7 @@ class MineIndex:
         q = np.ascontiguousarray(q, dtype=np.float32)
         if self.index is None:
             return exact_knn(q, self.vectors, k, self.device)
-        if self.kind in REFINED:
-            cand = self._search(q, min(k * self.info["refine_factor"], self.index.ntotal))[1]
-            return rerank(q, cand, self.vectors, k)
-        s, r = self._search(q, min(k, self.index.ntotal))
+        s, r = self._search(q, min(k, self.index.ntotal))  # IndexRefine re-ranks inside FAISS
         if r.shape[1] < k:
             s = np.pad(s, ((0, 0), (0, k - r.shape[1])), constant_values=-np.inf)
             r = np.pad(r, ((0, 0), (0, k - r.shape[1])), constant_values=-1)
@@ -152,6 +155,10 @@ def train_and_add(vectors: Vectors, choice: IndexChoice, config: MineConfig) -> 
     """Train on a seeded sample of `train_size` rows, then add every row block by block."""
     n, d = vectors.shape
     index = faiss.index_factory(d, choice.factory(config.hnsw_m), faiss.METRIC_INNER_PRODUCT)
+    if choice.kind in REFINED:  # exact re-ranking over float16 codes, inside FAISS
+        fp16 = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexRefine(index, fp16)  # the Python wrapper keeps both parts alive
+        index.k_factor = float(config.refine_factor)
     if choice.kind.startswith("ivf"):
         faiss.extract_index_ivf(index).cp.seed = config.seed
         sample = np.sort(np.random.default_rng(config.seed).choice(n, size=min(n, config.train_size), replace=False))
@@ -182,7 +189,7 @@ def tune(search: MineIndex, config: MineConfig, q: np.ndarray, exact: np.ndarray
 def index_hash(config: MineConfig, upstream: str) -> str:
     keys = ("k", "index", "memory_budget", "approx_threshold", "nlist", "nprobe", "target_recall",
             "recall_sample", "refine_factor", "train_size", "hnsw_m", "ef_search", "seed")
-    payload = json.dumps([{k: getattr(config, k) for k in keys}, upstream], sort_keys=True)
+    payload = json.dumps([{k: getattr(config, k) for k in keys}, upstream, INDEX_FORMAT], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -207,11 +214,16 @@ def build_view(vectors: Vectors, choice: IndexChoice, config: MineConfig, path: 
         value, recall = tune(search, config, q, exact)
         info["ef_search" if choice.kind == "hnsw" else "nprobe"] = value
         info["expected_recall"] = round(recall, 4)
-        info["file"] = path.name
-        tmp = path.with_name(f".{path.name}.tmp")
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
-        info["file_bytes"] = path.stat().st_size
+        parts = {"file": (path, index)}
+        if choice.kind in REFINED:  # two files: each is memory-mapped its own way when read
+            base = faiss.downcast_index(index.base_index)
+            parts = {"file": (path, base), "refine_file": (path.with_suffix(".fp16.faiss"), index.refine_index)}
+        for key, (p, part) in parts.items():
+            tmp = p.with_name(f".{p.name}.tmp")
+            faiss.write_index(part, str(tmp))
+            os.replace(tmp, p)
+            info[key] = p.name
+        info["file_bytes"] = sum(p.stat().st_size for p, _ in parts.values())
     info["recall_queries"] = len(sample)
     return info
 
@@ -229,19 +241,28 @@ def ensure_index(root: Path, vectors: dict[str, Vectors], config: MineConfig, up
     for i, (v, x) in enumerate(vectors.items()):
         if not art.is_done(i):
             info = build_view(x, choose_index(n, x.dim, config, shares[v]), config, art.path / f"{v}.faiss")
-            art.mark_done(i, n, [info["file"]] if "file" in info else [], view=v, **info)
+            files = [info[f] for f in ("file", "refine_file") if f in info]
+            art.mark_done(i, n, files, view=v, **info)
     views = {art.marker(i)["view"]: art.marker(i) for i in range(len(vectors))}
     return art.write_manifest(kind="mine_index", num_shards=len(vectors), extra={
         "indexes": views, "memory_budget": config.memory_budget, "budget_bytes": budget,
         "index_bytes": int(sum(m["bytes"] for m in views.values()))})
 
 
-def read_saved(path: Path, kind: str, mmap: bool = True) -> faiss.Index:
-    """A saved index, memory-mapped: IVF inverted lists (IO_FLAG_MMAP) or flat codes (MMAP_IFC)."""
-    flags = 0
-    if mmap:
-        flags = faiss.IO_FLAG_MMAP_IFC if kind == "hnsw" else faiss.IO_FLAG_MMAP
-    return faiss.read_index(str(path), flags)
+def read_saved(folder: Path, info: dict[str, Any], mmap: bool = True) -> faiss.Index:
+    """One view's saved index, memory-mapped: IVF inverted lists with IO_FLAG_MMAP (fast-scan PQ
+    lists are read: they are small), flat codes with IO_FLAG_MMAP_IFC (HNSW's vectors, the float16
+    re-ranking copy). FAISS cannot do both in one file, hence the refined kinds' two files,
+    joined here into the `IndexRefine` that was saved."""
+    kind = info["kind"]
+    flags = (faiss.IO_FLAG_MMAP_IFC if kind == "hnsw" else faiss.IO_FLAG_MMAP) if mmap else 0
+    index = faiss.read_index(str(Path(folder) / info["file"]), flags)
+    if kind not in REFINED:
+        return index
+    refine = faiss.read_index(str(Path(folder) / info["refine_file"]), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    joined = faiss.IndexRefine(index, refine)  # the Python wrapper keeps both parts alive
+    joined.k_factor = float(info["refine_factor"])
+    return joined
 
 
 def open_index(root: Path, vectors: dict[str, Vectors], device: str = "auto", mmap: bool = True
@@ -252,6 +273,6 @@ def open_index(root: Path, vectors: dict[str, Vectors], device: str = "auto", mm
     for v, info in art.manifest()["indexes"].items():
         if v not in vectors:
             continue
-        index = read_saved(art.path / info["file"], info["kind"], mmap) if info.get("file") else None
+        index = read_saved(art.path, info, mmap) if info.get("file") else None
         out[v] = MineIndex(info, vectors[v], index, device)
     return out

@@ -1,4 +1,5 @@
-"""Pair selection for one batch of queries, from each view's KNN results. Vectorised NumPy.
+"""Pair selection for one batch of queries, from each view's KNN results. Vectorised NumPy over
+blocks of SELECT_BLOCK queries (no loop over queries or pairs).
 
 Rules (the paper's, with the unknowns made explicit):
 - a (query, target) pair is kept when at least one view retrieved the target among its top-k
@@ -12,6 +13,13 @@ Rules (the paper's, with the unknowns made explicit):
 - hard negatives: the query image first, then other images retrieved for the same query (other
   kept targets first), ordered by a hash of (seed, query, target, candidate): a seeded shuffle;
   near-duplicates of the pair's target are no negatives and are left out.
+
+Cost: a query's found targets are examined best first, only until its cap is filled (a window of
+cap targets, doubled for the few queries whose window held near-duplicates), so the float16
+rows read per query are about cap x views, not every candidate x every check. One gather per
+window, then batched matrix products give the query-target and target-target scores. The dropped
+counts follow this: `near_duplicate`, `near_duplicate_target` and `near_duplicate_negative` count
+what was examined, `over_cap` the found pairs left after the cap (examined or not).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 HIST_BINS = np.linspace(-1.0, 1.0, 41)  # 0.05-wide bins over cosine similarity
+SELECT_BLOCK = 2048  # queries per block: bounds the (block, window, D) float32 gathers
 _M = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -48,20 +57,12 @@ def mix64(*parts: np.ndarray | int) -> np.ndarray:
     return h
 
 
-def pair_scores(mats: dict[str, np.ndarray], q: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
-    """Cosine similarity of rows q[i], t[i] in every view: (P,) per view, computed in chunks."""
-    out = {}
-    for v, m in mats.items():
-        s = np.empty(len(q), np.float32)
-        for i in range(0, len(q), 65536):
-            a, b = m[q[i : i + 65536]], m[t[i : i + 65536]]  # (P, D)
-            s[i : i + 65536] = np.einsum("pd,pd->p", a, b)
-        out[v] = s
-    return out
-
-
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+
+
+def _hist(x: np.ndarray) -> np.ndarray:
+    return np.histogram(x, HIST_BINS)[0]
 
 
 def select_pairs(
@@ -75,20 +76,75 @@ def select_pairs(
     max_targets: int,
     num_hard_negatives: int,
     seed: int,
+    q_vecs: dict[str, np.ndarray] | None = None,  # view -> (Q, D) float32 query vectors, if at hand
 ) -> tuple[dict[str, list | np.ndarray], Stats]:
     """Returns the pairs as columns (see `mine.stage.pairs_schema`) and statistics."""
     views = list(knn)
-    stats = Stats(kept_by_view={v: 0 for v in views})
     q_rows = np.asarray(q_rows, dtype=np.int64)
+    acc = _Acc(views, list(mats), num_hard_negatives)
+    for i in range(0, max(len(q_rows), 1), SELECT_BLOCK):
+        sl = slice(i, i + SELECT_BLOCK)
+        qv = {v: q_vecs[v][sl] if q_vecs and v in q_vecs else mats[v][q_rows[sl]] for v in mats}
+        _select_block(q_rows[sl], qv, {v: (s[sl], r[sl]) for v, (s, r) in knn.items()}, bands, mats,
+                      max(len(ids), 1), near_duplicate, max_targets, num_hard_negatives, seed, acc)
+    return acc.columns(views, bands, mats, ids)
+
+
+class _Acc:
+    """Per-block results, joined into columns once."""
+
+    def __init__(self, views: list[str], score_views: list[str], num_hard_negatives: int) -> None:
+        zeros = lambda: {v: np.zeros(len(HIST_BINS) - 1, np.int64) for v in views}  # noqa: E731
+        self.stats = Stats(kept_by_view={v: 0 for v in views})
+        self.hist_all, self.hist_kept = zeros(), zeros()
+        none = np.zeros(0, np.int64)  # the part that stands for no pairs at all
+        self.parts: list[dict[str, np.ndarray]] = [{
+            "q": none, "t": none, "mask": none, "pos": none, "hns": np.zeros((0, num_hard_negatives), np.int64),
+            **{f"s:{v}": np.zeros(0, np.float32) for v in score_views}}]
+
+    def columns(self, views, bands, mats, ids) -> tuple[dict[str, list | np.ndarray], Stats]:
+        keys = ("q", "t", "mask", "pos", "hns", *(f"s:{v}" for v in mats))
+        cat = {k: np.concatenate([p[k] for p in self.parts]) for k in keys}
+        id_arr = np.asarray(ids, dtype=object)
+        scores = {v: cat[f"s:{v}"] for v in mats}
+        mask_bits = np.stack([(cat["mask"] >> vi & 1).astype(bool) for vi in range(len(views))], 1)  # (P, V)
+        margin = np.stack([scores[v] - bands[v][0] for v in views], 1)  # (P, V): how far inside the band
+        best = np.where(mask_bits, margin, -np.inf).argmax(1) if len(margin) else np.zeros(0, np.int64)
+        names = np.asarray(views, dtype=object)
+        lookup = [names[[(m >> vi) & 1 == 1 for vi in range(len(views))]].tolist() for m in range(1 << len(views))]
+        hns = cat["hns"]  # (P, n): [0] is the query, valid entries first, -1 after
+        valid = hns >= 0
+        flat = id_arr[hns[valid]].tolist()
+        ends = np.cumsum(valid.sum(1)).tolist()
+        starts = [0, *ends[:-1]]
+        for vi, v in enumerate(views):
+            self.stats.kept_by_view[v] = int(mask_bits[:, vi].sum())
+        self.stats.hist_all = {v: h.tolist() for v, h in self.hist_all.items()}
+        self.stats.hist_kept = {v: h.tolist() for v, h in self.hist_kept.items()}
+        columns = {
+            "query_id": id_arr[cat["q"]].tolist(), "target_id": id_arr[cat["t"]].tolist(),
+            "found_by": [lookup[m] for m in cat["mask"].tolist()],  # shared lists, read only
+            "best_view": names[best].tolist(),
+            "best_score": np.stack([scores[v] for v in views], 1)[np.arange(len(best)), best].astype(np.float32),
+            **{f"score_{v}": scores[v].astype(np.float32) for v in mats},
+            "hard_negatives": [flat[a:b] for a, b in zip(starts, ends)], "pair_rank": cat["pos"].astype(np.int32),
+        }
+        return columns, self.stats
+
+
+def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, num_hard_negatives, seed,
+                  acc: _Acc) -> None:
+    views = list(knn)
+    stats = acc.stats
     Q = len(q_rows)
-    cand_q, cand_t, cand_rank, cand_view, cand_in = [], [], [], [], []
+    cand_q, cand_t, cand_rank, cand_view, cand_in, cand_s = [], [], [], [], [], []
     for vi, v in enumerate(views):
         s, r = knn[v]
         valid = (r >= 0) & (r != q_rows[:, None])  # (Q, K)
         rank = np.cumsum(valid, axis=1) - 1  # rank among valid neighbours
         lo, hi = bands[v]
         inband = valid & (s > lo) & (s < hi)
-        stats.hist_all[v] = np.histogram(s[valid], HIST_BINS)[0].tolist()
+        acc.hist_all[v] += _hist(s[valid])
         stats.add(f"above_band:{v}", int((valid & (s >= hi)).sum()))
         stats.add(f"below_band:{v}", int((valid & (s <= lo)).sum()))
         qi, ki = np.nonzero(valid)
@@ -97,120 +153,169 @@ def select_pairs(
         cand_rank.append(rank[qi, ki])
         cand_view.append(np.full(len(qi), vi))
         cand_in.append(inband[qi, ki])
+        cand_s.append(s[qi, ki])
     cq, ct = np.concatenate(cand_q), np.concatenate(cand_t).astype(np.int64)
     crank, cview, cin = np.concatenate(cand_rank), np.concatenate(cand_view), np.concatenate(cand_in)
-    n_all = max(len(ids), 1)
 
     # Found pairs: in-band (query, target), merged over views.
     fkey = cq[cin] * n_all + ct[cin]
     order = np.lexsort((cview[cin], crank[cin], fkey))
     fkey, frank, fview = fkey[order], crank[cin][order], cview[cin][order]
-    starts = _group_starts(fkey) if len(fkey) else np.zeros(0, np.int64)
+    if not len(fkey):
+        return
+    starts = _group_starts(fkey)
     pk = fkey[starts]
-    p_q, p_t = pk // n_all, pk % n_all  # query position in batch, target row
+    p_q, p_t = pk // n_all, pk % n_all  # query position in block, target row
     p_rank = frank[starts]  # best rank (sorted by rank within the pair)
-    p_mask = np.bitwise_or.reduceat(1 << fview, starts) if len(fkey) else np.zeros(0, np.int64)
-    p_first = np.minimum.reduceat(fview, starts) if len(fkey) else np.zeros(0, np.int64)
-    p_nviews = np.array([bin(m).count("1") for m in p_mask.tolist()], dtype=np.int64)
-
-    scores = pair_scores(mats, q_rows[p_q], p_t)
-    near = np.zeros(len(pk), bool)
-    for v, thr in near_duplicate.items():
-        if v in scores:
-            near |= scores[v] >= thr
-    stats.add("near_duplicate", int(near.sum()))
-    keep = ~near
-    p_q, p_t, p_rank, p_mask, p_first, p_nviews = (a[keep] for a in (p_q, p_t, p_rank, p_mask, p_first, p_nviews))
-    scores = {v: s[keep] for v, s in scores.items()}
-
-    # Order within each query, drop targets that copy an earlier target of the same query, and cap.
+    p_mask = np.bitwise_or.reduceat(np.left_shift(1, fview), starts)
+    p_first = np.minimum.reduceat(fview, starts)
+    p_nviews = np.bitwise_count(p_mask).astype(np.int64)
+    # Final order within each query: found by more views, best rank, view order, row.
     order = np.lexsort((p_t, p_first, p_rank, -p_nviews, p_q))
-    p_q, p_t, p_rank, p_mask = p_q[order], p_t[order], p_rank[order], p_mask[order]
-    scores = {v: s[order] for v, s in scores.items()}
-    twin = _twin_targets(p_q, p_t, mats, near_duplicate, window=3 * max_targets)
-    stats.add("near_duplicate_target", int(twin.sum()))
-    p_q, p_t, p_rank, p_mask = p_q[~twin], p_t[~twin], p_rank[~twin], p_mask[~twin]
-    scores = {v: s[~twin] for v, s in scores.items()}
-    qs = _group_starts(p_q) if len(p_q) else np.zeros(0, np.int64)
-    pos = np.arange(len(p_q)) - np.repeat(qs, np.diff(np.r_[qs, len(p_q)]))  # rank within query
-    capped = pos < max_targets
-    stats.add("over_cap", int((~capped).sum()))
-    p_q, p_t, p_mask, pos = p_q[capped], p_t[capped], p_mask[capped], pos[capped]
-    scores = {v: s[capped] for v, s in scores.items()}
+    p_q, p_t, p_mask = p_q[order], p_t[order], p_mask[order]
+
+    near_views = [v for v in mats if v in near_duplicate]
+    ex = _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window=3 * cap)
+    kept = ex.kept
+    stats.add("near_duplicate", int(ex.near.sum()))
+    stats.add("near_duplicate_target", int(ex.twin.sum()))
+    stats.add("over_cap", int(len(p_q) - kept.sum() - ex.near.sum() - ex.twin.sum()))
+    k_idx = np.flatnonzero(kept)
+    kq, kt, kmask = p_q[k_idx], p_t[k_idx], p_mask[k_idx]
+    scores = {}
+    for vi, v in enumerate(views):  # near views were scored while examining; the others only for kept pairs
+        scores[v] = ex.q_score[v][k_idx] if v in ex.q_score else _known_or_scored(
+            kq, kt, cq[cview == vi], ct[cview == vi], np.concatenate(cand_s)[cview == vi], n_all, q_vec[v], mats[v])
 
     # one spare candidate per slot, so that dropping near-copies of the target still fills the list
-    negs = _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, 2 * num_hard_negatives - 1, seed)
-    negs, n_twin = _drop_target_copies(negs, p_t, mats, near_duplicate, num_hard_negatives - 1)
+    negs = _hard_negatives(q_rows, cq, ct, kq, kt, Q, n_all, 2 * num_hard_negatives - 1, seed)
+    negs, n_twin = _negatives_without_copies(negs, k_idx, kq, kt, p_q, p_t, n_all, ex, mats, near_views,
+                                             near_duplicate, num_hard_negatives - 1)
     stats.add("near_duplicate_negative", n_twin)
-
-    # Columns, built without a Python loop over pairs.
-    id_arr = np.asarray(ids, dtype=object)
-    q_abs = q_rows[p_q]
-    mask_bits = np.stack([(p_mask >> vi & 1).astype(bool) for vi in range(len(views))], 1)  # (P, V)
-    margin = np.stack([scores[v] - bands[v][0] for v in views], 1)  # (P, V): how far inside the band
-    best = np.where(mask_bits, margin, -np.inf).argmax(1)
-    best_view = np.asarray(views, dtype=object)[best]
-    best_score = np.stack([scores[v] for v in views], 1)[np.arange(len(p_q)), best]
-    names = np.asarray(views, dtype=object)
-    found_by = [names[m].tolist() for m in mask_bits]
-    hns = np.concatenate([q_abs[:, None], negs], 1)  # (P, n): hns[0] is the query
-    hn_lists = [id_arr[row[row >= 0]].tolist() for row in hns]
     for vi, v in enumerate(views):
-        stats.kept_by_view[v] = int(mask_bits[:, vi].sum())
-        stats.hist_kept[v] = np.histogram(scores[v][mask_bits[:, vi]], HIST_BINS)[0].tolist()
-    columns = {
-        "query_id": id_arr[q_abs].tolist(), "target_id": id_arr[p_t].tolist(), "found_by": found_by,
-        "best_view": best_view.tolist(), "best_score": best_score.astype(np.float32),
-        **{f"score_{v}": scores[v].astype(np.float32) for v in mats},
-        "hard_negatives": hn_lists, "pair_rank": pos.astype(np.int32),
-    }
-    return columns, stats
+        acc.hist_kept[v] += _hist(scores[v][(kmask >> vi & 1).astype(bool)])
+    acc.parts.append({"q": q_rows[kq], "t": kt, "mask": kmask, "pos": ex.kpos[k_idx],
+                      "hns": np.concatenate([q_rows[kq][:, None], negs], 1), **{f"s:{v}": scores[v] for v in mats}})
 
 
-def _near(mats: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray, near_duplicate: dict[str, float]) -> np.ndarray:
-    """(P,) True where rows a[i], b[i] (>= 0) score at or above a view's near-duplicate threshold."""
-    out = np.zeros(len(a), bool)
-    ok = (a >= 0) & (b >= 0)
-    if not ok.any():
-        return out
-    scores = pair_scores({v: m for v, m in mats.items() if v in near_duplicate}, a[ok], b[ok])
-    hit = np.zeros(int(ok.sum()), bool)
-    for v, s in scores.items():
-        hit |= s >= near_duplicate[v]
-    out[ok] = hit
+def _known_or_scored(kq, kt, vq, vt, vs, n_all, q_vec, mat) -> np.ndarray:
+    """Scores of pairs (kq, kt) in one view: the search's exact score where this view retrieved
+    the target for the query (vq, vt, vs), else an inner product of the two rows."""
+    key, vkey = kq * n_all + kt, vq * n_all + vt
+    order = np.argsort(vkey)
+    vkey, vs = vkey[order], vs[order]
+    at = np.minimum(np.searchsorted(vkey, key), max(len(vkey) - 1, 0))
+    known = (vkey[at] == key) if len(vkey) else np.zeros(len(key), bool)
+    out = np.where(known, vs[at] if len(vs) else 0, 0).astype(np.float32)
+    rest = np.flatnonzero(~known)
+    if len(rest):
+        out[rest] = np.einsum("pd,pd->p", q_vec[kq[rest]], mat[kt[rest]])
     return out
 
 
-def _twin_targets(p_q: np.ndarray, p_t: np.ndarray, mats: dict[str, np.ndarray], near_duplicate: dict[str, float],
-                  window: int) -> np.ndarray:
-    """(P,) True for a target that is a near-duplicate of an earlier target of the same query (pairs
-    sorted by query, best first; only the first `window` targets of a query are compared)."""
-    twin = np.zeros(len(p_q), bool)
-    if len(p_q) < 2 or not near_duplicate:
-        return twin
-    for lag in range(1, max(window, 1)):
-        i = np.arange(lag, len(p_q))
-        same = p_q[i] == p_q[i - lag]
-        i = i[same]
-        if not len(i):
-            break
-        twin[i] |= _near(mats, p_t[i], p_t[i - lag], near_duplicate)
-    return twin
+class _Examined:
+    """Per found pair (P,): examined, near (copy of the query), twin (copy of an earlier target),
+    kept, kpos (rank among the query's kept); q_score[view] (P,) for near views; and, for the
+    target-target checks of hard negatives, each pair's window (round, row, slot) and the rounds'
+    (A, e, e) near-duplicate matrices."""
+
+    def __init__(self, P: int, near_views: list[str]) -> None:
+        self.examined, self.near, self.twin, self.kept = (np.zeros(P, bool) for _ in range(4))
+        self.kpos = np.zeros(P, np.int64)
+        self.q_score = {v: np.zeros(P, np.float32) for v in near_views}
+        self.round, self.row, self.slot = (np.zeros(P, np.int64) for _ in range(3))
+        self.copies: list[np.ndarray] = []
 
 
-def _drop_target_copies(negs: np.ndarray, p_t: np.ndarray, mats: dict[str, np.ndarray],
-                        near_duplicate: dict[str, float], keep: int) -> tuple[np.ndarray, int]:
-    """Hard negatives (P, m) without near-duplicates of the pair's target (a copy of the positive is
-    no negative), compacted to the first `keep` per row (-1 padded), and how many were dropped."""
-    P, m = negs.shape
-    if not P or not m:
-        return negs[:, :keep], 0
-    flat_t = np.repeat(p_t, m)
-    near = _near(mats, negs.reshape(-1), flat_t, near_duplicate).reshape(P, m)
-    kept = np.where(near, -1, negs)
-    order = np.argsort(kept < 0, axis=1, kind="stable")  # valid candidates first, in their order
-    kept = np.take_along_axis(kept, order, axis=1)[:, :keep]
-    return kept, int(near.sum())
+def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window) -> _Examined:
+    """Walk each query's found targets (sorted best first) until `cap` are kept: a target is
+    dropped when it copies the query, or copies one of the previous window - 1 targets that did
+    not copy the query, in any near-duplicate view. Windows of `e` targets per query, gathered
+    once; queries that did not fill their cap in the window go again with twice the window."""
+    P = len(p_q)
+    ex = _Examined(P, near_views)
+    qs = np.searchsorted(p_q, np.arange(Q + 1))
+    count = np.diff(qs)
+    pos = np.arange(P) - qs[p_q]  # position within the query's list
+    active, e = np.flatnonzero(count > 0), cap
+    while len(active):
+        e = int(min(e, count[active].max()))
+        row_of = np.full(Q, -1)
+        row_of[active] = np.arange(len(active))
+        sel = np.flatnonzero((row_of[p_q] >= 0) & (pos < e))  # the pairs in this round's windows
+        row, slot = row_of[p_q[sel]], pos[sel]
+        A = len(active)
+        present = np.zeros((A, e), bool)
+        present[row, slot] = True
+        near_q = np.zeros((A, e), bool)
+        copies = np.zeros((A, e, e), bool)
+        full = len(sel) == A * e  # every window full (the usual case): the gather is the tensor
+        for v in near_views:
+            g = mats[v][p_t[sel]]  # (len(sel), D) float32: the one gather of this round
+            if full:
+                x = g.reshape(A, e, -1)
+            else:
+                x = np.zeros((A, e, g.shape[1]), np.float32)
+                x[row, slot] = g
+            s = np.matmul(x, q_vec[v][active][:, :, None])[:, :, 0]  # (A, e) query-target
+            ex.q_score[v][sel] = s[row, slot]
+            near_q |= s >= near_duplicate[v]
+            copies |= np.matmul(x, x.transpose(0, 2, 1)) >= near_duplicate[v]  # (A, e, e)
+        cand = present & ~near_q
+        lpos = np.cumsum(cand, axis=1) - 1  # position among the targets that do not copy the query
+        earlier = np.tri(e, k=-1, dtype=bool)[None] & (lpos[:, :, None] - lpos[:, None, :] < window)
+        twin = cand & (copies & earlier & cand[:, None, :]).any(2)
+        keep = cand & ~twin
+        kpos = np.cumsum(keep, axis=1) - 1
+        done = (keep.sum(1) >= cap) | (count[active] <= e)
+        ex.examined[sel] = True
+        ex.near[sel], ex.twin[sel] = near_q[row, slot], twin[row, slot]
+        ex.kept[sel] = keep[row, slot] & (kpos[row, slot] < cap)
+        ex.kpos[sel] = kpos[row, slot]
+        ex.round[sel], ex.row[sel], ex.slot[sel] = len(ex.copies), row, slot
+        ex.copies.append(copies)
+        active, e = active[~done], 2 * e
+    return ex
+
+
+def _negatives_without_copies(negs, k_idx, kq, kt, p_q, p_t, n_all, ex: _Examined, mats, near_views,
+                              near_duplicate, keep: int) -> tuple[np.ndarray, int]:
+    """The first `keep` candidates per kept pair (negs (K, m), in order) that are no near-duplicate
+    of the pair's target, -1 padded, and how many candidates were dropped as such. Candidates are
+    checked column by column, only while a pair still needs one; a candidate that was examined
+    for the same query takes its verdict from that window, others are gathered."""
+    K, m = negs.shape
+    out = np.full((K, keep), -1, np.int64)
+    got = np.zeros(K, np.int64)
+    dropped = 0
+    ex_idx = np.flatnonzero(ex.examined)
+    ex_keys = p_q[ex_idx] * n_all + p_t[ex_idx]  # sorted: pairs are sorted by query, keys unique
+    order = np.argsort(ex_keys)
+    ex_keys, ex_idx = ex_keys[order], ex_idx[order]
+    for j in range(m):
+        act = np.flatnonzero((got < keep) & (negs[:, j] >= 0))
+        if not len(act):
+            continue
+        c = negs[act, j]
+        near = np.zeros(len(act), bool)
+        if near_views:
+            key = kq[act] * n_all + c
+            at = np.minimum(np.searchsorted(ex_keys, key), max(len(ex_keys) - 1, 0))
+            seen = (ex_keys[at] == key) if len(ex_keys) else np.zeros(len(act), bool)
+            t_pair, c_pair = k_idx[act[seen]], ex_idx[at[seen]]
+            for r, copies in enumerate(ex.copies):  # both pairs of a query share its last window
+                on = ex.round[t_pair] == r
+                near[np.flatnonzero(seen)[on]] = copies[ex.row[t_pair[on]], ex.slot[t_pair[on]], ex.slot[c_pair[on]]]
+            rest = np.flatnonzero(~seen)
+            for v in near_views:
+                if len(rest):
+                    s = np.einsum("pd,pd->p", mats[v][kt[act[rest]]], mats[v][c[rest]])
+                    near[rest] |= s >= near_duplicate[v]
+        dropped += int(near.sum())
+        ok = act[~near]
+        out[ok, got[ok]] = negs[ok, j]
+        got[ok] += 1
+    return out, dropped
 
 
 def _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, n_neg, seed) -> np.ndarray:
@@ -224,23 +329,21 @@ def _hard_negatives(q_rows, cq, ct, p_q, p_t, Q, n_all, n_neg, seed) -> np.ndarr
     u_q, u_t = ukey // n_all, ukey % n_all
     u_start = np.searchsorted(u_q, np.arange(Q + 1))
     counts = u_start[1:] - u_start[:-1]  # (Q,)
-    # Expand: every kept pair x every candidate of its query.
-    reps = counts[p_q]
-    pair_idx = np.repeat(np.arange(len(p_q)), reps)
-    offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    cand = u_t[u_start[p_q][pair_idx] + offs]
-    ok = cand != p_t[pair_idx]
-    pair_idx, cand = pair_idx[ok], cand[ok]
+    # Dense (P, C): every kept pair x every candidate of its query, in row order, -1 padded.
+    C = int(counts[p_q].max())
+    j = np.arange(C)[None, :]
+    inside = j < counts[p_q][:, None]
+    cand = np.where(inside, u_t[np.minimum(u_start[p_q][:, None] + j, len(u_t) - 1)], -1)
+    valid = inside & (cand != p_t[:, None])
     kept_keys = np.sort(p_q * n_all + p_t)
-    ck = p_q[pair_idx] * n_all + cand
-    pos = np.searchsorted(kept_keys, ck)
-    is_target = (pos < len(kept_keys)) & (kept_keys[np.minimum(pos, len(kept_keys) - 1)] == ck)
-    h = mix64(seed, q_rows[p_q[pair_idx]], p_t[pair_idx], cand)
-    order = np.lexsort((h, ~is_target, pair_idx))
-    pair_idx, cand = pair_idx[order], cand[order]
-    starts = np.searchsorted(pair_idx, np.arange(len(p_q) + 1))
-    within = np.arange(len(pair_idx)) - starts[pair_idx]
-    take = within < n_neg - 1
-    out = np.full((len(p_q), n_neg - 1), -1, dtype=np.int64)
-    out[pair_idx[take], within[take]] = cand[take]
+    ck = p_q[:, None] * n_all + cand
+    pos = np.minimum(np.searchsorted(kept_keys, ck), len(kept_keys) - 1)
+    is_target = kept_keys[pos] == ck
+    h = mix64(seed, q_rows[p_q][:, None], p_t[:, None], cand)
+    rank = np.where(valid, np.where(is_target, 0, 1), 2)  # other kept targets, the rest, none
+    order = np.lexsort((h, rank), axis=1)[:, : n_neg - 1]  # each row on its own, stable
+    out = np.take_along_axis(cand, order, 1)
+    out[np.take_along_axis(rank, order, 1) == 2] = -1
+    if out.shape[1] < n_neg - 1:
+        out = np.pad(out, ((0, 0), (0, n_neg - 1 - out.shape[1])), constant_values=-1)
     return out

@@ -96,13 +96,15 @@ class MineStage(Stage):
 
         def work(task: ShardTask) -> None:
             q = rows[task.payload["lo"] : task.payload["hi"]].astype(np.int64)
-            knn = {v: indexes[v].search(mats[v][q], c.k + 1) for v in views}  # (Q, k+1) each
+            q_vecs = {v: mats[v][q] for v in views}  # (Q, D) float32: read once, searched and scored
+            knn = {v: indexes[v].search(q_vecs[v], c.k + 1) for v in views}  # (Q, k+1) each
             columns, stats = select_pairs(
                 q, knn, task.payload["bands"], mats, ids,
                 near_duplicate=c.near_duplicate,
                 max_targets=c.k * len(views) if judge else c.max_targets_per_query,
-                num_hard_negatives=c.num_hard_negatives, seed=c.seed,
+                num_hard_negatives=c.num_hard_negatives, seed=c.seed, q_vecs=q_vecs,
             )
+            del q_vecs, knn
             changes: dict[str, Any] = {}
             if judge is not None:  # mine.require_change: the best describable candidates, capped
                 columns, changes = keep_describable(columns, judge, c.max_targets_per_query)
