@@ -10,6 +10,8 @@ from PIL import Image
 
 from megapairs.artifacts import Artifact, write_table
 
+CLIPART = Path("/usr/share/openclipart/svg")
+
 SUBJECTS = ["cat", "apple", "bus", "lighthouse", "guitar", "owl", "kite", "bridge"]
 
 
@@ -50,3 +52,17 @@ def make_run(root: Path, n_images: int = 16, pairs_per_shard: tuple[int, ...] = 
         tables.append(pa.Table.from_pylist(rows))
     _finish(Artifact(root / "pairs", config_hash="pairs-test"), tables, "pairs")
     return pairs
+
+
+def clipart(rel: str) -> tuple[str, str, bytes]:
+    """(caption, path, 192-px render) of a real OpenClipart drawing; skips without openclipart-svg."""
+    import pytest
+
+    from megapairs.corpus.images import render_svg
+    from megapairs.corpus.svgmeta import svg_caption
+
+    path = CLIPART / rel
+    if not path.exists():
+        pytest.skip("openclipart-svg is not installed")
+    data = path.read_bytes()
+    return svg_caption(data), str(path), render_svg(data, 192)

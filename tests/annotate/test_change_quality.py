@@ -15,18 +15,8 @@ from megapairs.annotate.roles import derived_rng
 from megapairs.annotate.template import note_parts
 from megapairs.annotate.validate import check_instructions, direction_problem, wanted_and_avoided
 
-CLIPART = Path("/usr/share/openclipart/svg")
+from .helpers import CLIPART, clipart as _clipart
 
-
-def _clipart(rel: str) -> tuple[str, str, bytes]:
-    from megapairs.corpus.images import render_svg
-    from megapairs.corpus.svgmeta import svg_caption
-
-    path = CLIPART / rel
-    if not path.exists():
-        pytest.skip("openclipart-svg is not installed")
-    data = path.read_bytes()
-    return svg_caption(data), str(path), render_svg(data, 192)
 
 
 def _pair(a: str, b: str) -> changes.PairChanges:

@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 from megapairs.annotate import changes, pixels
 from megapairs.annotate.validate import check_instructions
 
-CLIPART = Path("/usr/share/openclipart/svg")
+from .helpers import CLIPART, clipart as _clipart
+
 
 
 def _png(img: Image.Image) -> bytes:
@@ -119,17 +120,6 @@ def test_restatements_and_requests_for_the_source_are_rejected():
 
 
 # -- real OpenClipart pairs --------------------------------------------------------------------------
-def _clipart(rel: str) -> tuple[str, str, bytes]:
-    from megapairs.corpus.images import render_svg
-    from megapairs.corpus.svgmeta import svg_caption
-
-    path = CLIPART / rel
-    if not path.exists():
-        pytest.skip("openclipart-svg is not installed")
-    data = path.read_bytes()
-    return svg_caption(data), str(path), render_svg(data, 192)
-
-
 @pytest.mark.parametrize("a,b,expected", [
     ("recreation/party/balloon-white-aj.svg", "recreation/party/balloon-green-aj.svg", ("colour", "green")),
     ("recreation/party/balloon-green-aj.svg", "recreation/party/balloon-red-aj.svg", ("colour", "red")),
