@@ -5,7 +5,6 @@ collection names read as objects, and instructions the validator wrongly turned 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -15,7 +14,7 @@ from megapairs.annotate.roles import derived_rng
 from megapairs.annotate.template import note_parts
 from megapairs.annotate.validate import check_instructions, direction_problem, wanted_and_avoided
 
-from .helpers import CLIPART, clipart as _clipart
+from .helpers import clipart as _clipart
 
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from PIL import Image, ImageDraw
 from megapairs.annotate import changes, pixels
 from megapairs.annotate.validate import check_instructions
 
-from .helpers import CLIPART, clipart as _clipart
+from .helpers import clipart as _clipart
 
 
 
