@@ -34,3 +34,24 @@ def fingerprint(folder: Path) -> dict[str, str]:
 
 def run_fingerprint(root: Path, names=("corpus", "embeddings", "pairs")) -> dict[str, dict[str, str]]:
     return {n: fingerprint(root / n) for n in names}
+
+
+def start_run_until_shards(args: list[str], artifact: Path, shards: int = 2, delay_s: float = 0.4):
+    """Start `megapairs <args>` from this checkout's code in a subprocess (each shard slowed by
+    `delay_s`) and return it once `artifact` has `shards` finished shards (or after 120 s), still
+    running, for the caller to kill."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from megapairs.artifacts import Artifact
+
+    repo = Path(__file__).parents[2]  # this checkout's code, also in a worktree beside the installed one
+    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S=str(delay_s), PYTHONPATH=f"{repo / 'src'}{os.pathsep}{repo}")
+    proc = subprocess.Popen([sys.executable, "-m", "megapairs.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(Artifact(artifact).done_shards()) < shards:
+        time.sleep(0.05)
+    return proc

@@ -29,7 +29,7 @@ from megapairs.embed.stage import EmbedStage, Encoders, ok_rows
 from megapairs.embed.store import vector_path
 from megapairs.stages import run_stage
 from tests.conftest import make_image_folder
-from tests.core.helpers import run_fingerprint
+from tests.core.helpers import run_fingerprint, start_run_until_shards
 from tests.core.test_resume_and_executors import _cli
 
 CLIP_PRE = Preprocess((224, 224), 224, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
@@ -206,14 +206,8 @@ def test_sigkill_with_decode_processes_resumes_identically_and_leaves_no_decoder
 
     crashed = tmp_path / "crashed"
     procs = tiny_overrides + ["embed.decode_mode=processes", "embed.decode_workers=2"]
-    repo = Path(__file__).parents[2]
-    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=f"{repo / 'src'}{os.pathsep}{repo}")
-    proc = subprocess.Popen([sys.executable, "-m", "megapairs.cli", *_cli(crashed, source, procs)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     embed_dir = crashed / "embeddings"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(Artifact(embed_dir).done_shards()) < 2:
-        time.sleep(0.05)
+    proc = start_run_until_shards(_cli(crashed, source, procs), embed_dir)
     decoders = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

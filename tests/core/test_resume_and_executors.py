@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from megapairs.artifacts import Artifact
 from megapairs.cli import main
 from tests.conftest import make_image_folder
-from tests.core.helpers import run_fingerprint
+from tests.core.helpers import run_fingerprint, start_run_until_shards
 
 
 def _cli(run: Path, source: Path, overrides: list[str], *extra: str) -> list[str]:
@@ -28,14 +25,8 @@ def test_sigkill_mid_stage_then_resume_equals_uninterrupted(tmp_path, tiny_overr
     assert main(_cli(clean, source, tiny_overrides)) == 0
 
     crashed = tmp_path / "crashed"
-    repo = Path(__file__).parents[2]  # this checkout's code, also in a worktree beside the installed one
-    env = dict(os.environ, MEGAPAIRS_SHARD_DELAY_S="0.4", PYTHONPATH=f"{repo / 'src'}{os.pathsep}{repo}")
-    proc = subprocess.Popen([sys.executable, "-m", "megapairs.cli", *_cli(crashed, source, tiny_overrides)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     embed_dir = crashed / "embeddings"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(Artifact(embed_dir).done_shards()) < 2:
-        time.sleep(0.05)
+    proc = start_run_until_shards(_cli(crashed, source, tiny_overrides), embed_dir)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(Artifact(embed_dir).done_shards())
