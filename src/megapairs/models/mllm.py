@@ -226,7 +226,9 @@ class MLLMRetriever(EmbeddingRetriever):
         return torch.cat(out)
 
     def _describe(self) -> str:
-        return f"side={self.image_side}|instruction={self.instruction!r}|" + query_prompt("{t}", True, "{i}")
+        # "resize-then-rgb": the image order changed once; old gallery caches must not be reused
+        return (f"side={self.image_side}|resize-then-rgb|instruction={self.instruction!r}|"
+                + query_prompt("{t}", True, "{i}"))
 
     def _backbone(self):
         """The `LlavaNextModel` (vision tower + projector + LLM without the LM head)."""
