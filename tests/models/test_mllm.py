@@ -80,7 +80,7 @@ def test_images_are_resized_before_rgb_conversion(mllm, tmp_path, mode):
 
     rng = np.random.default_rng(1)
     rgba = Image.fromarray((rng.random((40, 30, 4)) * 255).astype(np.uint8), "RGBA")
-    im = rgba.convert("P") if mode == "P" else rgba
+    im = rgba.convert("RGB").convert("P") if mode == "P" else rgba
     path = tmp_path / f"{mode}.png"
     im.save(path)
     proc = mllm.hf_processor
