@@ -230,3 +230,30 @@ def test_trainer_holdout_evaluator_is_the_same_and_pessimistic():
     out = recall_on_triplets(Constant(), TripletTable(table, "mem"), np.arange(2), bootstrap=20)
     assert out["composed/R@1"] == 0.0 and out["gallery"] == 4.0
     assert "composed-image/R@1_low" in out
+
+
+# -- 6. an empty query text is still a text (BGE-VL encodes every CIR query as image + text) --------
+def test_empty_caption_is_a_composed_query_not_an_image_query(tmp_path: Path):
+    from PIL import Image
+
+    from megapairs.evaluate.common import EvalOptions, Item
+    from megapairs.evaluate.context import Context
+
+    class Recorder:
+        spec, preprocess_id = "rec:test", "rec"
+
+        def __init__(self) -> None:
+            self.calls: list = []
+
+        def encode(self, images=None, text=None):
+            self.calls.append(text)
+            return torch.full((len(images if images is not None else text), 4), 0.5)
+
+    path = tmp_path / "q.png"
+    Image.new("RGB", (8, 8)).save(path)
+    rec = Recorder()
+    Context(rec, EvalOptions(progress=False), "cirr").encode(
+        [Item("0", image=path, text=""), Item("1", image=path), Item("2", image=path, text="darker")], "q")
+    # "" goes with the composed queries (BGE-VL's encode(images, text="") fuses the empty-text embedding);
+    # only the item without any text is embedded as an image alone
+    assert sorted(map(str, rec.calls)) == sorted(["['', 'darker']", "None"])

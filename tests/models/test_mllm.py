@@ -56,3 +56,40 @@ def test_save_and_reload(mllm, tmp_path, image_paths):
     again = load_retriever(f"ckpt:{folder}", device="cpu")
     assert again.instruction == mllm.instruction
     torch.testing.assert_close(again.encode(images=image_paths), mllm.encode(images=image_paths), atol=1e-5, rtol=1e-5)
+
+
+def test_empty_text_is_a_text_as_in_the_released_prompt():
+    # released prepare_text_input: `if text is not None: text_input = f"{text_input} {text} \n"`
+    assert query_prompt("", True, "Retrieve: ") == "[INST] \n <instruct> Retrieve:  <query>   \n <image> [/INST]"
+    assert query_prompt(None, True, "Retrieve: ") == "[INST] \n <instruct> Retrieve:  <query>  <image> [/INST]"
+    assert candidate_prompt("", True) == "[INST]   \n <image> [/INST]"
+
+
+def test_text_list_may_mark_image_only_rows_with_none(mllm, image_paths):
+    mixed = mllm.encode(images=image_paths[:2], text=["make it dark", None], instruction="Find it")
+    composed = mllm.encode(images=image_paths[0], text="make it dark", instruction="Find it")
+    image_only = mllm.encode(images=image_paths[1], text=[None], instruction="Find it")
+    torch.testing.assert_close(mixed, torch.cat([composed, image_only]), atol=1e-4, rtol=1e-4)
+    empty = mllm.encode(images=image_paths[1], text=[""], instruction="Find it")
+    assert not torch.allclose(empty, image_only, atol=1e-4)  # "" adds " \n" to the prompt
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA"])
+def test_images_are_resized_before_rgb_conversion(mllm, tmp_path, mode):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    rgba = Image.fromarray((rng.random((40, 30, 4)) * 255).astype(np.uint8), "RGBA")
+    im = rgba.convert("RGB").convert("P") if mode == "P" else rgba
+    path = tmp_path / f"{mode}.png"
+    im.save(path)
+    proc = mllm.hf_processor
+    prompt = [candidate_prompt(None, True)]
+    released = proc(images=[Image.open(path).resize((512, 512)).convert("RGB")], text=prompt,
+                    return_tensors="pt", padding=True)["pixel_values"]
+    converted_first = proc(images=[Image.open(path).convert("RGB").resize((512, 512))], text=prompt,
+                           return_tensors="pt", padding=True)["pixel_values"]
+    assert not torch.allclose(released, converted_first)  # the order matters for this file
+    for source in (str(path), Image.open(path)):
+        ours = mllm.processor()(images=[source], role="candidate")["pixel_values"]
+        torch.testing.assert_close(ours, released)

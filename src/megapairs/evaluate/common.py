@@ -45,8 +45,12 @@ class Item:
 
     @property
     def full_text(self) -> str | None:
-        parts = [t for t in (self.instruction, self.text) if t]
-        return " ".join(parts) if parts else None
+        """None only when there is no text at all: an empty query text ("") is still a text, so an
+        image + "" query is embedded as a composed query, as BGE-VL's eval (every CIR query `mm_it`)
+        and its `encode(images=..., text="")` do."""
+        if self.instruction is None and self.text is None:
+            return None
+        return " ".join(t for t in (self.instruction, self.text) if t)
 
     @property
     def modality(self) -> str:

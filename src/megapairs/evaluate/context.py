@@ -97,7 +97,7 @@ class Context:
         if modality == "image":
             texts = None
         elif self.has_instruction_slot and any(it.instruction for it in chunk):
-            texts = [it.text or "" for it in chunk]
+            texts = [it.text for it in chunk]  # None = no text part in the prompt ("" would add one)
             extra["instruction"] = [it.instruction for it in chunk]
         else:
             texts = [it.full_text or "" for it in chunk]

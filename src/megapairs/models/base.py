@@ -22,6 +22,10 @@ class Retriever(Protocol):
     - images only: candidate / gallery embeddings;
     - text only: text queries;
     - both (same length, or a single pair): composed queries (image + instruction).
+
+    `text=""` is a text (a composed query with an empty instruction, as BGE-VL's `encode` treats
+    it); only `text=None` means image-only. Retrievers with an instruction slot
+    (`encode(..., instruction=)`) also take None entries in a text list, for rows without text.
     """
 
     spec: str

@@ -7,26 +7,29 @@ released `LLaVANextForEmbedding.prepare_text_input` (reference note §4.2):
 - query:     "[INST] \\n <instruct> {instruction} <query> " + " {text} \\n" + " <image>" + " [/INST]"
 - candidate: "[INST] " + " {text} \\n" + " <image>" + " [/INST]"
 
-(the text / image parts only when present). Images are resized to 512x512 (aspect ratio dropped),
-as in the released code and the paper. Unlike the released code nothing is patched globally: the
+(the text part whenever a text is given, even "", as the released code tests `text is not None`; the
+image part when there is an image). Images are opened, resized to 512x512 (aspect ratio dropped) and
+only then converted to RGB, in the released code's order (it matters for palette and RGBA files). Unlike the released code nothing is patched globally: the
 base `LlavaNextModel` (no LM head) is called and its `last_hidden_state` read.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from megapairs.embed.backends.base import pick_device
 from megapairs.models.common import (
     EmbeddingRetriever,
     Inputs,
     folder_fingerprint,
-    load_image,
+    pair_inputs,
     set_activation_checkpointing,
     write_meta,
 )
@@ -43,7 +46,7 @@ def query_prompt(text: str | None, has_image: bool, instruction: str | None) -> 
         prompt = f"[INST] \n <instruct> {instruction} <query> "
     else:
         prompt = "[INST] \n <instruct>  <query>"
-    if text:
+    if text is not None:  # the released code: "" still adds " \n"
         prompt += f" {text} \n"
     if has_image:
         prompt += " <image>"
@@ -52,11 +55,33 @@ def query_prompt(text: str | None, has_image: bool, instruction: str | None) -> 
 
 def candidate_prompt(text: str | None, has_image: bool) -> str:
     prompt = "[INST] "
-    if text:
+    if text is not None:
         prompt += f" {text} \n"
     if has_image:
         prompt += " <image>"
     return prompt + " [/INST]"
+
+
+def load_resized(x: Any, side: int) -> Image.Image:
+    """As the released `data_process`: `Image.open(p).resize((side, side)).convert("RGB")`. Resizing
+    before converting differs from the reverse for palette images (PIL resizes those with NEAREST)
+    and RGBA ones (premultiplied alpha). PIL images, bytes and HF image dicts are taken too."""
+    if isinstance(x, dict):
+        x = x["bytes"] if x.get("bytes") is not None else x["path"]
+    if isinstance(x, (bytes, bytearray)):
+        x = io.BytesIO(x)
+    im = x if isinstance(x, Image.Image) else Image.open(x if isinstance(x, io.BytesIO) else Path(x))
+    return im.resize((side, side)).convert("RGB")
+
+
+def pair_optional_texts(images: Any, text: Any) -> tuple[list | None, list[str | None] | None, int]:
+    """`pair_inputs`, but a text list may hold None for rows without text (image-only rows of a
+    mixed batch): the released code builds those prompts without the text part."""
+    if isinstance(text, (list, tuple)) and any(t is None for t in text):
+        imgs, texts, n = pair_inputs(images, ["" if t is None else t for t in text])
+        missing = [t is None for t in text] * (n if len(text) == 1 else 1)
+        return imgs, [None if m else t for m, t in zip(missing, texts or [])], n
+    return pair_inputs(images, text)
 
 
 class MLLMProcessor:
@@ -70,7 +95,7 @@ class MLLMProcessor:
         self.image_side = image_side
         self.max_length = max_length
 
-    def __call__(self, images: list | None = None, texts: list[str] | None = None, role: str = "query",
+    def __call__(self, images: list | None = None, texts: list[str | None] | None = None, role: str = "query",
                  instructions: list[str | None] | None = None) -> Inputs:
         """`instructions[i]` (when given and not None) replaces the task instruction of query row i."""
         n = len(images) if images is not None else len(texts or [])
@@ -84,7 +109,7 @@ class MLLMProcessor:
                 prompts.append(candidate_prompt(text, images is not None))
         kwargs: dict[str, Any] = {"return_tensors": "pt", "padding": True}
         if images is not None:
-            kwargs["images"] = [load_image(im).resize((self.image_side, self.image_side)) for im in images]
+            kwargs["images"] = [load_resized(im, self.image_side) for im in images]
         batch = self.processor(text=prompts, **kwargs)
         out = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_sizes") if k in batch}
         return out  # input_ids (B, L), attention_mask (B, L), pixel_values (B, P, 3, h, w), image_sizes (B, 2)
@@ -177,13 +202,10 @@ class MLLMRetriever(EmbeddingRetriever):
     def encode(self, images=None, text=None, *, role: str | None = None,
                instruction: str | list[str | None] | None = None) -> torch.Tensor:
         """As `EmbeddingRetriever.encode`; `instruction` (one string, or one per row) replaces the
-        retriever's task instruction in the query prompts (e.g. each MMEB task's own instruction)."""
-        if instruction is None:
-            return super().encode(images, text, role=role)
-        from megapairs.models.common import pair_inputs
-
-        imgs, texts, n = pair_inputs(images, text)
-        rows = [instruction] * n if isinstance(instruction, str) else list(instruction)
+        retriever's task instruction in the query prompts (e.g. each MMEB task's own instruction).
+        A text list may hold None for rows without text; "" is a text (the released code's rule)."""
+        imgs, texts, n = pair_optional_texts(images, text)
+        rows = [instruction] * n if instruction is None or isinstance(instruction, str) else list(instruction)
         if len(rows) != n:
             raise ValueError(f"got {len(rows)} instructions for {n} inputs")
         role = role or ("candidate" if texts is None else "query")
@@ -204,7 +226,9 @@ class MLLMRetriever(EmbeddingRetriever):
         return torch.cat(out)
 
     def _describe(self) -> str:
-        return f"side={self.image_side}|instruction={self.instruction!r}|" + query_prompt("{t}", True, "{i}")
+        # "resize-then-rgb": the image order changed once; old gallery caches must not be reused
+        return (f"side={self.image_side}|resize-then-rgb|instruction={self.instruction!r}|"
+                + query_prompt("{t}", True, "{i}"))
 
     def _backbone(self):
         """The `LlavaNextModel` (vision tower + projector + LLM without the LM head)."""
