@@ -5,13 +5,14 @@ on held-out composed queries with composed, image-only and text-only queries sid
         [--test /tmp/heldout]     # also score on another held-out set (clipart_series.py)
     [--arm e10:epochs=10]     # extra arms: the base recipe with other TrainConfig fields
 
-Arms (seed 0, batch 32, 6 epochs, lr 1e-3, temperature 0.05, frozen towers: the demo's recipe; the feature cache of
-the run is reused): `combiner` (the demo's recipe, fusion=combiner, 4 negatives: the query image +
-3 mined), `sum` (the same with BGE-VL-style sum fusion), `frac25` / `frac50` (nested subsets of the
-train triplets, same epochs), `hn0` (no hard negatives: in-batch positives only). Scores: recall@1/5/10
-from the one triplet evaluator (`evaluate("triplets")`), the query image removed in every mode, ties
-ranked against the model, paired bootstrap 95 % intervals
-(composed - image-only; arm - zero-shot), and, with the query image kept, how often it ranks first.
+Arms share the demo's recipe (seed 0, batch 32, 6 epochs, lr 1e-3, temperature 0.05, frozen
+towers, sum fusion, 4 negatives: the query image + 3 mined; the run's feature cache is reused):
+`sum` (the recipe itself), `combiner` (fusion=combiner, the trainable text-conditioned combiner),
+`frac25` / `frac50` (nested subsets of the train triplets, same epochs), `hn0` (no hard negatives:
+in-batch positives only). Scores: recall@1/5/10 from the one triplet evaluator
+(`evaluate("triplets")`), the query image removed in every mode, ties ranked against the model,
+paired bootstrap 95 % intervals (composed - image-only; arm - zero-shot), and, with the query image
+kept, how often it ranks first.
 Prints Markdown; OUT/results.json keeps everything.
 """
 
@@ -28,8 +29,8 @@ import numpy as np
 from megapairs.evaluate.bootstrap import paired_bootstrap
 from megapairs.followup import RECALL_KS, _load, feature_cache
 
-BASE = {"epochs": 6, "temperature": 0.05, "batch_size": 32, "num_hard_negatives": 4, "fusion": "combiner", "seed": 0}
-ARMS = {"combiner": {}, "sum": {"fusion": "sum"}, "frac25": {"train_fraction": 0.25},
+BASE = {"epochs": 6, "temperature": 0.05, "batch_size": 32, "num_hard_negatives": 4, "fusion": "sum", "seed": 0}
+ARMS = {"sum": {}, "combiner": {"fusion": "combiner"}, "frac25": {"train_fraction": 0.25},
         "frac50": {"train_fraction": 0.5}, "hn0": {"num_hard_negatives": 0}}
 MODES = ("composed", "image", "text")
 
