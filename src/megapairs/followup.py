@@ -48,7 +48,7 @@ class FollowupConfig(ConfigBase):
             raise ConfigError(f"{getattr(self, '_where', 'followup')}.bootstrap must be >= 100")
 
 
-def _train(root: Path, c: FollowupConfig) -> Path:
+def _train(root: Path, c: FollowupConfig, overwrite: bool = False) -> Path:
     from megapairs.train.config import TrainConfig
     from megapairs.train.trainer import Trainer
 
@@ -57,7 +57,7 @@ def _train(root: Path, c: FollowupConfig) -> Path:
             "model": c.model}
     cfg = TrainConfig.from_dict(opts, "followup.train_options")
     t0 = time.perf_counter()
-    result = Trainer(cfg, out).fit()
+    result = Trainer(cfg, out, overwrite=overwrite).fit()  # a changed recipe retrains only on --overwrite
     log.info("followup: trained %d steps in %.0f s, final loss %.4f -> %s", result.steps,
              time.perf_counter() - t0, result.final_loss, result.final_model)
     return Path(result.final_model)
@@ -93,8 +93,9 @@ def _interval(b: dict[str, Any]) -> dict[str, float]:
     return {"diff": b["diff"], "low": b["low"], "high": b["high"], "n": b["queries"]}
 
 
-def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
-    """The steps `c` asks for; returns the summary (also written to results/summary.json)."""
+def run_followup(root: Path | str, c: FollowupConfig, *, overwrite: bool = False) -> dict[str, Any]:
+    """The steps `c` asks for; returns the summary (also written to results/summary.json).
+    `overwrite`: retrain when retriever/ holds a checkpoint trained with other options."""
     from megapairs.artifacts import atomic_write_json
 
     root = Path(root)
@@ -104,7 +105,7 @@ def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
     ckpt = None
     if c.train:
         t0 = time.perf_counter()
-        ckpt = _train(root, c)
+        ckpt = _train(root, c, overwrite)
         summary["retriever"] = f"ckpt:{ckpt}"
         timings["train_s"] = round(time.perf_counter() - t0, 1)
     if c.evaluate:
@@ -128,7 +129,7 @@ def run_followup(root: Path | str, c: FollowupConfig) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         spec = f"ckpt:{ckpt}" if ckpt else c.model
-        GalleryIndex.build(dataset / "images", _load(spec, root), root / "index")  # with its progress bar
+        GalleryIndex.build(dataset / "images", _load(spec, root), root / "index", overwrite=overwrite)  # with its progress bar
         summary["index"] = str(root / "index")
         timings["index_s"] = round(time.perf_counter() - t0, 1)
     summary["timings"] = timings

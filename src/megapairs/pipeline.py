@@ -194,5 +194,5 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
         from megapairs.followup import run_followup
 
         log.info("followup: %s", ", ".join(s for s in ("train", "evaluate", "index") if getattr(f, s)))
-        manifests["followup"] = run_followup(root, f)
+        manifests["followup"] = run_followup(root, f, overwrite=overwrite)
     return manifests

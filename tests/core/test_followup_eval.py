@@ -67,3 +67,28 @@ def test_summary_table_lists_every_mode_and_interval():
                           **{f"composed_minus_image@{k}": ci for k in (1, 5, 10)}, "index": "runs/i"})
     assert text.count("composed") >= 3 and "R@1 +3.0 [+1.0, +5.0]" in text
     assert "megapairs serve --index runs/i" in text and "ckpt:x" in text
+
+
+def test_run_overwrite_reaches_the_followup_trainer(tmp_path, monkeypatch):
+    """`megapairs run --overwrite` after a change of followup.train_options retrains instead of
+    stopping on the old checkpoint (the trainer refuses a changed config unless told to overwrite)."""
+    import megapairs.train.trainer as trainer_mod
+
+    seen = []
+
+    class Result:
+        steps, final_loss, final_model = 1, 0.0, str(tmp_path / "retriever" / "final")
+
+    class FakeTrainer:
+        def __init__(self, cfg, out, *, overwrite=False, **kw):
+            seen.append(overwrite)
+
+        def fit(self):
+            return Result()
+
+    monkeypatch.setattr(trainer_mod, "Trainer", FakeTrainer)
+    from megapairs.followup import run_followup
+
+    run_followup(tmp_path, FollowupConfig(train=True), overwrite=True)
+    run_followup(tmp_path, FollowupConfig(train=True))
+    assert seen == [True, False]
