@@ -57,7 +57,13 @@ def _train(root: Path, c: FollowupConfig, overwrite: bool = False) -> Path:
             "model": c.model}
     cfg = TrainConfig.from_dict(opts, "followup.train_options")
     t0 = time.perf_counter()
-    result = Trainer(cfg, out, overwrite=overwrite).fit()  # a changed recipe retrains only on --overwrite
+    try:
+        result = Trainer(cfg, out, overwrite=overwrite).fit()  # a changed recipe retrains only on --overwrite
+    except ConfigError as e:
+        if overwrite or "different configuration" not in str(e):
+            raise
+        raise ConfigError(f"{out} holds a retriever trained with other followup.train_options; rerun "
+                          "`megapairs run` with --overwrite to retrain it (the finished stages are kept)") from e
     log.info("followup: trained %d steps in %.0f s, final loss %.4f -> %s", result.steps,
              time.perf_counter() - t0, result.final_loss, result.final_model)
     return Path(result.final_model)

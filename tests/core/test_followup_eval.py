@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 from PIL import Image
 
@@ -92,3 +93,17 @@ def test_run_overwrite_reaches_the_followup_trainer(tmp_path, monkeypatch):
     run_followup(tmp_path, FollowupConfig(train=True), overwrite=True)
     run_followup(tmp_path, FollowupConfig(train=True))
     assert seen == [True, False]
+
+
+def test_changed_recipe_without_overwrite_says_how_to_retrain(tmp_path, monkeypatch):
+    import megapairs.train.trainer as trainer_mod
+    from megapairs.configbase import ConfigError
+    from megapairs.followup import run_followup
+
+    class RefusingTrainer:
+        def __init__(self, cfg, out, *, overwrite=False, **kw):
+            raise ConfigError(f"{out} holds a run with a different configuration (hash a, now b); use another --out")
+
+    monkeypatch.setattr(trainer_mod, "Trainer", RefusingTrainer)
+    with pytest.raises(ConfigError, match="rerun `megapairs run` with --overwrite"):
+        run_followup(tmp_path, FollowupConfig(train=True))
