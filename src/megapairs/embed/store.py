@@ -56,15 +56,15 @@ class Vectors:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim == 0:
             return self[rows[None]][0]
-        # Gather in float16, then one astype: numpy's casting assignment is ~2.5x slower.
+        # Gather in float16, then one conversion: numpy's casting assignment is ~2.5x slower.
         if len(self.parts) == 1:
-            return self.parts[0][rows].astype(np.float32)
+            return f16_to_f32(self.parts[0][rows])
         buf = np.empty((len(rows), self.dim), self.dtype)
         shard = np.searchsorted(self.offsets, rows, side="right") - 1
         for s in np.unique(shard):
             sel = np.flatnonzero(shard == s)
             buf[sel] = self.parts[s][rows[sel] - self.offsets[s]]
-        return buf.astype(np.float32)
+        return f16_to_f32(buf)
 
     def block(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as one contiguous float32 array (D, ) per row."""
@@ -78,12 +78,41 @@ class Vectors:
             end = min(stop, hi)
             out[pos - start : end - start] = self.parts[s][pos - lo : end - lo]
             pos = end
-        return out.astype(np.float32, copy=False)
+        return f16_to_f32(out)
 
     def blocks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(start row, float32 block of up to `size` rows), in row order."""
         for start in range(0, len(self), size):
             yield start, self.block(start, min(len(self), start + size))
+
+
+F16_CHUNK = 1 << 17  # elements converted per step: the step's buffers stay in the CPU cache
+
+
+def f16_to_f32(x: np.ndarray) -> np.ndarray:
+    """`x.astype(np.float32)`, bit for bit, about 3x faster for float16 (numpy's float16 cast is
+    scalar code, ~1.6-2 ns per element here; the pair selection converts ~50 rows per query).
+    A finite float16's magnitude bits shifted left by 13 are a float32 equal to it times 2**-112
+    (subnormals included); one exact multiplication by 2**112 and the sign bit finish it."""
+    if x.dtype != np.float16:
+        return x.astype(np.float32, copy=False)
+    u = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
+    out = np.empty(u.size, np.uint32)
+    sign = np.empty(min(F16_CHUNK, u.size), np.uint32)
+    for i in range(0, u.size, F16_CHUNK):
+        h = out[i : i + F16_CHUNK]
+        s = sign[: len(h)]
+        np.copyto(h, u[i : i + F16_CHUNK])
+        np.bitwise_and(h, 0x8000, out=s)
+        np.bitwise_xor(h, s, out=h)
+        if h.max() >= 0x7C00:  # inf or nan: the shift would not make one
+            return x.astype(np.float32)
+        np.left_shift(h, 13, out=h)
+        f = h.view(np.float32)
+        np.multiply(f, np.float32(2.0**112), out=f)
+        np.left_shift(s, 16, out=s)
+        np.bitwise_or(h, s, out=h)
+    return out.view(np.float32).reshape(x.shape)
 
 
 def _view_parts(art: Artifact, manifest: dict, view: str, mmap: bool) -> list[np.ndarray]:
