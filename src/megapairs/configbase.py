@@ -89,6 +89,9 @@ class ConfigBase:
     # Fields that do not change a stage's output (batch size, device, progress); left out of hashes
     # so that a resumed run may change them.
     NOT_HASHED: ClassVar[tuple[str, ...]] = ()
+    # Fields added after runs existed: left out of the hash while at their default, so a run saved
+    # without them keeps its hash and resumes (its config.yaml lacks the field, so it reads the default).
+    HASHED_IF_SET: ClassVar[dict[str, object]] = {}
     # A root config (the pipeline's) names its fields bare in errors: `mine.k`, not `PipelineConfig.mine.k`.
     ROOT: ClassVar[bool] = False
 
@@ -143,6 +146,9 @@ class ConfigBase:
         d = self.to_dict()
         for name in self.NOT_HASHED:
             d.pop(name, None)
+        for name, default in self.HASHED_IF_SET.items():
+            if d.get(name) == default:
+                d.pop(name, None)
         return d
 
     def config_hash(self, *upstream: str) -> str:

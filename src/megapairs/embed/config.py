@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from megapairs.configbase import ConfigBase, ConfigError
 
@@ -29,8 +29,7 @@ class EmbedConfig(ConfigBase):
     # close to (not identical with) a full decode. Off by default; changes vectors, so it is hashed.
     decode_draft: bool = False
     NOT_HASHED = ("batch_size", "device", "decode_threads", "decode_mode", "decode_workers")
-    # Fields added after runs existed: left out of the hash while at their default, so a run saved
-    # without them keeps its hash and resumes (its config.yaml lacks the field, so it reads the default).
+    # hashed only when set: see ConfigBase.HASHED_IF_SET
     HASHED_IF_SET: ClassVar[dict[str, object]] = {"decode_draft": False}
 
     def validate(self) -> None:
@@ -46,13 +45,6 @@ class EmbedConfig(ConfigBase):
                 raise ConfigError(f"{self.where}.{name} must be >= 0 (0 = auto)")
         if not self.views():
             raise ConfigError(f"{self.where}: at least one of image, visual, caption must name an encoder")
-
-    def hashed_dict(self) -> dict[str, Any]:
-        d = super().hashed_dict()
-        for name, default in self.HASHED_IF_SET.items():
-            if d.get(name) == default:
-                d.pop(name, None)
-        return d
 
     def views(self) -> dict[str, str]:
         return {v: getattr(self, v) for v in VIEW_MODALITY if getattr(self, v)}

@@ -80,16 +80,8 @@ class TrainConfig(ConfigBase):
         "grad_cache_chunk", "num_workers", "device", "log_every", "eval_every", "eval_max_rows", "save_every",
         "keep_checkpoints", "feature_cache", "feature_cache_dir",
     )
-    # Fields added after runs existed: left out of the hash while at their default, so those runs
-    # keep their hash (and stay resumable).
+    # hashed only when set: see ConfigBase.HASHED_IF_SET
     HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0, "fusion": "sum", "combiner_dim": 512}
-
-    def hashed_dict(self) -> dict:
-        d = super().hashed_dict()
-        for name, default in self.HASHED_IF_SET.items():
-            if d.get(name) == default:
-                d.pop(name, None)
-        return d
 
     def validate(self) -> None:
         where = getattr(self, "_where", "TrainConfig")
