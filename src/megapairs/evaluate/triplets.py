@@ -185,6 +185,8 @@ def score_triplets(rows: Sequence[dict], gallery_keys: Sequence[Hashable], galle
     pos = {key: i for i, key in enumerate(gallery_keys)}
     units = build_units(rows, instructions)
     questions, unit_question = unit_answers(rows, units)
+    first_unit = np.empty(len(questions), dtype=np.int64)
+    first_unit[unit_question[::-1]] = np.arange(len(units))[::-1]  # a unit of each question
     targets = [{pos[t] for t in q["targets"]} for q in questions]
     # "remove": the unit's query image leaves its ranking in every mode (text-only too), so the three
     # modes of a unit rank the same gallery and their paired difference measures the query alone.
@@ -194,11 +196,10 @@ def score_triplets(rows: Sequence[dict], gallery_keys: Sequence[Hashable], galle
     details: dict[str, Any] = {"units": [[i, t] for i, t in units], "tie_policy": "pessimistic",
                                "reference_policy": policy, "answers": "per composed query, in every mode"}
     for mode in modes:
-        queries, _ = mode_queries(rows, units, mode)
+        queries, unit_query = mode_queries(rows, units, mode)
         q = encode_queries(mode, queries)  # (Q, D)
-        index = {query_key(mode, x["image"], x["text"]): j for j, x in enumerate(queries)}
         # one ranking per composed question: its mode query, its answers, its excluded image
-        rows_of_q = q[[index[query_key(mode, x["image"], x["text"])] for x in questions]]  # (C, D)
+        rows_of_q = q[unit_query[first_unit]]  # (C, D)
         ranked = rank_pessimistic(rows_of_q, gallery, targets, exclude, max(topk, max(MAP_KS)))
         rankings = [[gallery_keys[i] for i in r] for r in ranked]
         per_question = unit_values(rankings, [q["targets"] for q in questions])
