@@ -17,7 +17,6 @@ composed minus zero-shot composed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path

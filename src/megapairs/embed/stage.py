@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
