@@ -6,13 +6,15 @@ Folder layout (as the official repository and MagicLens `data/README.md` describ
     <data>/COCO2017_unlabeled/annotations/image_info_unlabeled2017.json
     <data>/COCO2017_unlabeled/unlabeled2017/<file_name from image_info>
 
-val: mAP@{5,10,25,50} over `gt_img_ids`, Recall@k on `target_img_id`, and mAP@10 per semantic aspect.
+val: mAP@{5,10,25,50} over `gt_img_ids`, Recall@k on `target_img_id`, and mAP@10 per semantic aspect
+(the official script's nine aspects, in its order; an aspect no query carries is NaN, as there).
 test: no ground truth; writes the server submission {query_id: [top-50 image ids]}.
 Default reference policy: keep (BGE-VL and SEARLE leave the reference image in the ranking).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,11 @@ DEFAULT_SPLIT = "val"
 DEFAULT_POLICY = "keep"
 KS = (5, 10, 25, 50)
 QUERY_FIELDS = ("id", "reference_img_id", "relative_caption", "shared_concept")
+# `semantic_aspects_list` of miccunifi/CIRCO `src/evaluation.py::compute_metrics`: only these are reported
+SEMANTIC_ASPECTS = ("cardinality", "addition", "negation", "direct_addressing", "compare_change",
+                    "comparative_statement", "statement_with_conjunction", "spatial_relations_background",
+                    "viewpoint")
+log = logging.getLogger("megapairs")
 
 
 def load_queries(data_dir: Path, split: str) -> list[dict]:
@@ -73,8 +80,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
                     text=templates.fill(template, shared_concept=q["shared_concept"],
                                         relative_caption=q["relative_caption"])) for q in queries]
     q = ctx.encode(q_items, f"circo {split} queries")  # (Q, D)
-    exclude = [pos[int(x["reference_img_id"])] for x in queries] if policy == "remove" else None
-    ranked = ctx.search(q, g, k=max(opts.topk, max(KS)), exclude=exclude)
+    references = [pos[int(x["reference_img_id"])] for x in queries]
+    ranked = ctx.ranked(q, g, max(opts.topk, max(KS)), references, policy)
     rankings = [[ids[i] for i in r] for r in ranked]
 
     out = BenchmarkOutput(metrics={}, num_queries=len(queries), gallery_size=len(ids), split=split,
@@ -90,10 +97,20 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
 
 
 def semantic_map(rankings: list, gts: list, aspects: list[list[str]]) -> dict[str, float]:
-    """mAP@10 over the queries tagged with each semantic aspect (CIRCO val only)."""
+    """mAP@10 over the queries tagged with each semantic aspect (CIRCO val only), as the official
+    script: its nine aspects in its order, NaN (np.mean of nothing) for an aspect no query carries,
+    and tags outside the nine dropped. Both odd cases are logged."""
     ap = metrics.per_query_ap(rankings, gts, 10)
+    tags = {a for t in aspects for a in t}
+    absent = [a for a in SEMANTIC_ASPECTS if a not in tags]
+    unknown = sorted(tags - set(SEMANTIC_ASPECTS))
+    if absent:
+        log.warning("CIRCO: no query has semantic aspect(s) %s; their mAP@10 is NaN, as in the official script",
+                    absent)
+    if unknown:
+        log.warning("CIRCO: semantic aspect(s) %s are not among the official nine and are not reported", unknown)
     out: dict[str, float] = {}
-    for name in sorted({a for tags in aspects for a in tags}):
-        sel = [i for i, tags in enumerate(aspects) if name in tags]
-        out[name] = 100.0 * float(np.mean(ap[sel]))
+    for name in SEMANTIC_ASPECTS:
+        sel = [i for i, t in enumerate(aspects) for a in t if a == name]  # a tag listed twice counts twice
+        out[name] = 100.0 * float(np.mean(ap[sel])) if sel else float("nan")
     return out

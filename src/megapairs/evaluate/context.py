@@ -32,6 +32,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "evaluate"
 
 
+def desc_of(chunk: Sequence[Item]) -> str:
+    return f"{len(chunk)} inputs starting with {chunk[0].key!r}" if chunk else "no inputs"
+
+
 def load_crop(path: Path, crop: Crop) -> Image.Image:
     """GeneCIS attribute crop: grow the box by `dilation` of its size up-left, clip to the image,
     keep a (1 + dilation) x box-sized window, then pad to a centred black square."""
@@ -108,7 +112,10 @@ class Context:
             raise UserError(f"retriever {getattr(self.retriever, 'spec', '')} returned {emb.shape[0]} rows for "
                             f"{len(chunk)} inputs; the Retriever protocol gives one vector per input")
         norms = np.linalg.norm(emb, axis=1)
-        if np.any(np.abs(norms - 1.0) > 1e-2):
+        if not np.all(np.abs(norms - 1.0) <= 1e-2):  # written so that NaN / inf norms fail too
+            if not np.all(np.isfinite(emb)):
+                raise UserError(f"retriever {getattr(self.retriever, 'spec', '')} returned NaN or infinite "
+                                f"embeddings for {desc_of(chunk)}; scores and rankings would be meaningless")
             raise UserError(f"retriever embeddings are not L2-normalised (norms {norms.min():.3f}.."
                             f"{norms.max():.3f}); the Retriever protocol requires unit vectors")
         return emb
@@ -135,5 +142,15 @@ class Context:
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, gallery: np.ndarray, k: int | None = None,
-               exclude: Sequence[int | None] | None = None) -> list[np.ndarray]:
-        return search_mod.search(queries, gallery, k or self.options.topk, exclude)
+               exclude: Sequence[int | None] | None = None,
+               demote: Sequence[int | None] | None = None) -> list[np.ndarray]:
+        return search_mod.search(queries, gallery, k or self.options.topk, exclude, demote=demote)
+
+    def ranked(self, queries: np.ndarray, gallery: np.ndarray, k: int, references: Sequence[int | None],
+               policy: str) -> list[np.ndarray]:
+        """Top-k per query under a reference policy: keep, remove (`exclude`) or min (`demote`)."""
+        if policy == "remove":
+            return self.search(queries, gallery, k, exclude=references)
+        if policy == "min":
+            return self.search(queries, gallery, k, demote=references)
+        return self.search(queries, gallery, k)
