@@ -6,7 +6,9 @@ Conventions shared by every function here:
 - A *ranking* is a sequence of gallery ids, best first. Ties in scores are broken by gallery order
   (`stable_rank`: a stable sort, so of two equal scores the one listed first in the gallery wins).
 - Reference image: `apply_reference_policy` keeps it ("keep") or deletes it from the ranking
-  ("remove") before any metric is computed. CIRR's subset metric always drops it (its definition).
+  ("remove") before any metric is computed; "min" (CIRPLANT: it stays, with the row's lowest score)
+  needs the scores and is done by the search (`search.search(demote=...)`). CIRR's subset metric
+  always drops it (its definition).
 - Fewer than k ground truths: AP@k divides by min(|GT|, k) (CIRCO). Fewer than k ranked items: the
   missing positions count as misses. An empty ground-truth list gives AP = NaN (the official 0 / 0),
   so the mean is NaN too; a warning names how many queries had none.
@@ -36,7 +38,8 @@ def apply_reference_policy(ranking: Sequence[Id], reference: Id | None, policy: 
         return list(ranking)
     if policy == "remove":
         return [x for x in ranking if x != reference]
-    raise ValueError(f"reference policy must be keep or remove, got {policy!r}")
+    raise ValueError(f"reference policy must be keep or remove here, got {policy!r} (min needs the scores: "
+                     "search.search(demote=...))")
 
 
 def _check_unique(ranking: Sequence[Id]) -> None:
