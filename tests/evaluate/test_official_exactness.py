@@ -197,3 +197,27 @@ class NanRetriever(ConstantRetriever):
 def test_nan_embeddings_are_a_clear_error(cirr_dir: Path, tmp_path: Path):
     with pytest.raises(UserError, match="NaN or infinite"):  # the old norm check let NaN through
         evaluate("cirr", cirr_dir, NanRetriever(), opts(tmp_path))
+
+
+def test_circo_scores_query_id_i_against_the_ith_annotation(circo_dir: Path, retriever, tmp_path: Path, caplog):
+    """compute_metrics reads annotations[int(query_id)]: with ids out of file order, a query's
+    predictions meet another entry's ground truth. We give the same numbers, with a warning."""
+    val_path = circo_dir / "annotations" / "val.json"
+    rows = json.loads(val_path.read_text())
+    rows[0]["id"], rows[1]["id"] = 1, 0
+    val_path.write_text(json.dumps(rows))
+    with caplog.at_level(logging.WARNING, logger="megapairs"):
+        res = evaluate("circo", circo_dir, retriever, opts(tmp_path))
+    sub = json.loads((tmp_path / "out" / "circo_val_submission.json").read_text())
+    preds = [sub[q] for q in sub]
+    truth = [rows[int(q)] for q in sub]
+    want, sem = circo_official(preds, [r["gt_img_ids"] for r in truth], [r.get("semantic_aspects", []) for r in truth])
+    assert all(same(res["metrics"][k], v) for k, v in want.items())
+    assert all(same(res["details"]["semantic_mAP@10"][a], v) for a, v in sem.items())
+    assert "not their position" in caplog.text
+
+
+def test_genecis_empty_task_file_is_a_clear_error(genecis_dir: Path, retriever, tmp_path: Path):
+    (genecis_dir / "genecis" / "focus_object.json").write_text("[]")  # official: argmax of an empty array fails
+    with pytest.raises(UserError, match="focus_object.*no rows"):
+        evaluate("genecis", genecis_dir, retriever, opts(tmp_path, tasks=("focus_object",)))

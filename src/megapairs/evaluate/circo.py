@@ -68,7 +68,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
         raise DataError(f"CIRCO has splits {SPLITS}, not {split!r}")
     policy = policy_or(DEFAULT_POLICY, opts)
     tname, template = templates.resolve(NAME, opts.template)
-    queries = limited(load_queries(data_dir, split), opts)
+    all_rows = load_queries(data_dir, split)
+    queries = limited(all_rows, opts)
     ids, paths = load_gallery(data_dir, opts.image_dir)
     pos = {gid: i for i, gid in enumerate(ids)}
     missing = [q["reference_img_id"] for q in queries if int(q["reference_img_id"]) not in pos]
@@ -86,14 +87,34 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
 
     out = BenchmarkOutput(metrics={}, num_queries=len(queries), gallery_size=len(ids), split=split,
                           template=templates.describe(tname, template), reference_policy=policy)
-    out.files[f"circo_{split}_submission.json"] = circo_submission(
-        {str(x["id"]): r for x, r in zip(queries, rankings)})
+    by_id = {str(x["id"]): r for x, r in zip(queries, rankings)}  # the submission: a repeated id keeps its last
+    out.files[f"circo_{split}_submission.json"] = circo_submission(by_id)
     if split == "val":
-        gts = [[int(v) for v in x["gt_img_ids"]] for x in queries]
+        rankings, truth = official_pairs(by_id, all_rows)
+        gts = [[int(v) for v in x["gt_img_ids"]] for x in truth]
         out.metrics.update(metrics.circo_map(rankings, gts, KS))
-        out.metrics.update(metrics.recall_at_k(rankings, [int(x["target_img_id"]) for x in queries], KS))
-        out.details["semantic_mAP@10"] = semantic_map(rankings, gts, [x.get("semantic_aspects", []) for x in queries])
+        out.metrics.update(metrics.recall_at_k(rankings, [int(x["target_img_id"]) for x in truth], KS))
+        out.details["semantic_mAP@10"] = semantic_map(rankings, gts, [x.get("semantic_aspects", []) for x in truth])
     return out
+
+
+def official_pairs(by_id: dict[str, list[int]], rows: list[dict]) -> tuple[list[list[int]], list[dict]]:
+    """(rankings, annotation rows) paired as the official `compute_metrics` pairs them: it scores the
+    predictions of query id i against `annotations[i]`, the i-th entry of val.json, whatever that
+    entry's own id. With ids 0..n-1 in order (the real file) that is the query itself; otherwise the
+    official numbers pair other queries' ground truth, and so do ours, with a warning."""
+    pairs = []
+    for qid, ranking in by_id.items():
+        i = int(qid)
+        if not 0 <= i < len(rows):  # the official main asserts the ids are 0..n-1
+            raise DataError(f"CIRCO val query id {qid} is not a position in val.json (0..{len(rows) - 1}); the "
+                            "official evaluation reads annotations[id] and requires ids 0..n-1")
+        pairs.append((ranking, rows[i]))
+    moved = [qid for qid, (_, row) in zip(by_id, pairs) if str(row["id"]) != qid]
+    if moved:
+        log.warning("CIRCO val: %d query ids are not their position in val.json (e.g. %s); as the official "
+                    "compute_metrics does, query id i is scored against the i-th annotation", len(moved), moved[:3])
+    return [r for r, _ in pairs], [row for _, row in pairs]
 
 
 def semantic_map(rankings: list, gts: list, aspects: list[list[str]]) -> dict[str, float]:

@@ -93,6 +93,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     details: dict[str, dict] = {}
     n_queries, n_images = 0, 0
     for task, all_rows in data.items():
+        if not all_rows:  # the official loader's np.argmax over no gallery lengths fails
+            raise DataError(f"GeneCIS {task}: the template file has no rows")
         rows = limited(modal_gallery(all_rows), opts)
         cands = [[finder.item(r["target"])] + [finder.item(x) for x in r["gallery"]] for r in rows]
         unique: dict[str, Item] = {}
