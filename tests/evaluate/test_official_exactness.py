@@ -221,3 +221,35 @@ def test_genecis_empty_task_file_is_a_clear_error(genecis_dir: Path, retriever, 
     (genecis_dir / "genecis" / "focus_object.json").write_text("[]")  # official: argmax of an empty array fails
     with pytest.raises(UserError, match="focus_object.*no rows"):
         evaluate("genecis", genecis_dir, retriever, opts(tmp_path, tasks=("focus_object",)))
+
+
+def test_genecis_crop_pads_in_the_file_mode_as_the_official_loader(tmp_path: Path, caplog):
+    """VAWDataset crops and pads the image in its own mode (`Image.new(mode, ..., (0,) if "L" else
+    (0, 0, 0))` + paste); RGB comes later, in the transform. For RGB / L files that equals converting
+    first. For a palette file the pasted indices meet the new square's palette, so the crop's colours
+    change: odd, but that is the official image, and ours, with a warning."""
+    from PIL import Image
+
+    from megapairs.evaluate.common import Crop
+    from megapairs.evaluate.context import load_crop
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray((rng.random((40, 60, 3)) * 255).astype(np.uint8))
+    rgb.quantize(8).save(tmp_path / "p.png")
+    rgb.convert("L").save(tmp_path / "grey.png")
+    box = Crop(30, 10, 20, 10)  # window: x 16..50, y 3..20 -> 34 x 17, pasted at y = 8 of a 34 x 34 square
+
+    def official(path: Path) -> np.ndarray:
+        im = Image.open(path).crop((16, 3, 50, 20))
+        square = Image.new(im.mode, (34, 34), (0,) if im.mode == "L" else (0, 0, 0))
+        square.paste(im, (0, 8))
+        return np.asarray(square.convert("RGB"))
+
+    with caplog.at_level(logging.WARNING, logger="megapairs"):
+        pal = np.asarray(load_crop(tmp_path / "p.png", box).convert("RGB"))
+    grey = np.asarray(load_crop(tmp_path / "grey.png", box).convert("RGB"))
+    assert np.array_equal(pal, official(tmp_path / "p.png")) and np.array_equal(grey, official(tmp_path / "grey.png"))
+    rgb_first = np.asarray(Image.open(tmp_path / "p.png").convert("RGB").crop((16, 3, 50, 20)))
+    assert not np.array_equal(pal[8:25], rgb_first)  # converting first (the old way) differs here
+    assert np.array_equal(grey[8:25], np.asarray(Image.open(tmp_path / "grey.png").convert("RGB").crop((16, 3, 50, 20))))
+    assert "mode P" in caplog.text

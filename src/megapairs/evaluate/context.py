@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import json
 import os
 import sys
@@ -26,6 +27,9 @@ from megapairs.evaluate.common import Crop, DataError, EvalOptions, Item
 from megapairs.errors import UserError
 
 
+log = logging.getLogger("megapairs")
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("MEGAPAIRS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "megapairs")
@@ -37,17 +41,22 @@ def desc_of(chunk: Sequence[Item]) -> str:
 
 
 def load_crop(path: Path, crop: Crop) -> Image.Image:
-    """GeneCIS attribute crop: grow the box by `dilation` of its size up-left, clip to the image,
-    keep a (1 + dilation) x box-sized window, then pad to a centred black square."""
-    im = Image.open(path).convert("RGB")
-    width, height = im.size
-    d = crop.dilation
-    left, top = max(0.0, crop.x - d * crop.w), max(0.0, crop.y - d * crop.h)
-    right, bottom = min(width, left + (1 + d) * crop.w), min(height, top + (1 + d) * crop.h)
-    im = im.crop((left, top, right, bottom))
+    """GeneCIS attribute crop, in the official loader's order (`VAWDataset.load_cropped_image`): grow
+    the box by `dilation` of its size up-left, clip to the image, keep a (1 + dilation) x box-sized
+    window, then pad to a centred black square, all in the file's own mode (black is (0,) for "L",
+    (0, 0, 0) otherwise); the retriever converts to RGB afterwards, as the official transform does."""
+    with Image.open(path) as src:
+        width, height = src.size
+        d = crop.dilation
+        left, top = max(0.0, crop.x - d * crop.w), max(0.0, crop.y - d * crop.h)
+        right, bottom = min(width, left + (1 + d) * crop.w), min(height, top + (1 + d) * crop.h)
+        im = src.crop((left, top, right, bottom))
     if crop.pad_square and im.size[0] != im.size[1]:
+        if im.mode not in ("RGB", "L"):
+            log.warning("GeneCIS crop of %s (mode %s): padded in that mode as the official loader does, which "
+                        "for palette images reinterprets the crop's colour indices", Path(path).name, im.mode)
         side = max(im.size)
-        square = Image.new("RGB", (side, side), (0, 0, 0))
+        square = Image.new(im.mode, (side, side), (0,) if im.mode == "L" else (0, 0, 0))
         square.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
         im = square
     return im
