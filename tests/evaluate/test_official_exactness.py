@@ -253,3 +253,12 @@ def test_genecis_crop_pads_in_the_file_mode_as_the_official_loader(tmp_path: Pat
     assert not np.array_equal(pal[8:25], rgb_first)  # converting first (the old way) differs here
     assert np.array_equal(grey[8:25], np.asarray(Image.open(tmp_path / "grey.png").convert("RGB").crop((16, 3, 50, 20))))
     assert "mode P" in caplog.text
+
+
+def test_cirr_targets_outside_the_split_are_a_clear_error(cirr_dir: Path, retriever, tmp_path: Path):
+    cap = cirr_dir / "captions" / "cap.rc2.val.json"
+    rows = json.loads(cap.read_text())
+    rows[0]["target_soft"]["dev-99-0-img0"] = 0.5  # CIRPLANT: asin2id[...] raises KeyError
+    cap.write_text(json.dumps(rows))
+    with pytest.raises(UserError, match="dev-99-0-img0"):
+        evaluate("cirr", cirr_dir, retriever, opts(tmp_path))
