@@ -115,8 +115,9 @@ def test_genecis_local_recall_and_ties():
     # q1 target third (0.4 < 0.5 = 0.5) -> rank 2 (stable among the tied two)
     scores = [np.array([0.5, 0.5, 0.1]), np.array([0.4, 0.5, 0.5, 0.1])]
     assert M.local_recall(scores, 0, (1, 2, 3), ties="official") == {"R@1": 50.0, "R@2": 50.0, "R@3": 100.0}
-    # default: the tie in q0 counts against the target (rank 1)
-    assert M.local_recall(scores, 0, (1, 2, 3)) == {"R@1": 0.0, "R@2": 50.0, "R@3": 100.0}
+    assert M.local_recall(scores, 0, (1, 2, 3)) == M.local_recall(scores, 0, (1, 2, 3), ties="official")  # default
+    # pessimistic: the tie in q0 counts against the target (rank 1)
+    assert M.local_recall(scores, 0, (1, 2, 3), ties="pessimistic") == {"R@1": 0.0, "R@2": 50.0, "R@3": 100.0}
     # random tie-breaking: q0 is first with probability 1/2
     assert M.local_recall(scores, 0, (1, 2, 3), ties="expected") == {"R@1": 25.0, "R@2": 50.0, "R@3": 100.0}
     summary = M.genecis_summary({"a": {"R@1": 10.0}, "b": {"R@1": 30.0}})
@@ -126,7 +127,8 @@ def test_genecis_local_recall_and_ties():
 def test_mmeb_precision_and_summary():
     scores = [np.array([0.3, 0.3]), np.array([0.1, 0.2]), np.array([0.9, 0.2])]
     assert M.precision_at_1(scores, ties="official") == pytest.approx(100 * 2 / 3)  # np.argmax: tie to the first
-    assert M.precision_at_1(scores) == pytest.approx(100 / 3)  # default: the tie is a miss
+    assert M.precision_at_1(scores) == pytest.approx(100 * 2 / 3)  # the default is the official rule
+    assert M.precision_at_1(scores, ties="pessimistic") == pytest.approx(100 / 3)  # the tie is a miss
     out = M.mmeb_summary({"ImageNet-1K": 50.0, "Place365": 30.0, "CIRR": 70.0})
     assert out["Classification"] == pytest.approx(40.0)
     assert out["Retrieval"] == 70.0 and "VQA" not in out

@@ -85,27 +85,29 @@ def test_mrr_as_megapairs_script():
     assert M.mrr_at_k([["a", "b", "c"], ["c", "a"]], ["b", "z"], (1, 2)) == {"MRR@1": 0.0, "MRR@2": 25.0}
 
 
-# -- 4. ties never flatter a model -------------------------------------------------------------------
-def test_constant_model_gets_no_free_genecis_hits(genecis_dir: Path, tmp_path: Path):
+# -- 4. ties: the official number as headline, the pessimistic one beside it, and a warning ---------
+def test_constant_model_genecis_official_headline_and_pessimistic(genecis_dir: Path, tmp_path: Path, caplog):
     res = evaluate("genecis", genecis_dir, ConstantRetriever(), opts(tmp_path))
-    assert res["metrics"]["avg/R@1"] == 0.0
-    assert res["metrics"]["official/avg/R@1"] == 100.0  # the official stable sort hands ties to the target
+    assert res["metrics"]["avg/R@1"] == 100.0  # the official sort hands ties to the target, listed first
+    assert res["metrics"]["pessimistic/avg/R@1"] == 0.0
     for task in ("focus_object", "focus_attribute"):
         assert res["details"][task]["tied_rankings"] == res["details"][task]["queries"] > 0
+    assert "tie the target" in caplog.text
 
 
-def test_constant_model_gets_no_free_mmeb_hits(mmeb_dir: Path, tmp_path: Path):
+def test_constant_model_mmeb_official_headline_and_pessimistic(mmeb_dir: Path, tmp_path: Path, caplog):
     res = evaluate("mmeb", mmeb_dir, ConstantRetriever(), opts(tmp_path))
-    assert res["metrics"]["Overall"] == 0.0 and res["metrics"]["official/Overall"] == 100.0
+    assert res["metrics"]["Overall"] == 100.0 and res["metrics"]["pessimistic/Overall"] == 0.0  # np.argmax
     assert all(n > 0 for n in res["details"]["tied_rankings"].values())
+    assert "tie the positive" in caplog.text
 
 
 def test_positive_listed_twice_is_not_its_own_rival():
     keys = [["p", "x", "p"]]
     scores = [np.array([0.5, 0.1, 0.5])]
-    assert M.precision_at_1(scores, keys=keys) == 100.0
+    assert M.precision_at_1(scores, ties="pessimistic", keys=keys) == 100.0
     assert M.tied_rankings(scores, 0, keys) == 0
-    assert M.precision_at_1(scores) == 0.0  # without keys the copy is a tied rival
+    assert M.precision_at_1(scores, ties="pessimistic") == 0.0  # without keys the copy is a tied rival
 
 
 def test_constant_model_gets_no_free_triplet_hits(triplets_file: Path, tmp_path: Path):

@@ -65,6 +65,12 @@ def test_empty_text_is_a_text_as_in_the_released_prompt():
     assert candidate_prompt("", True) == "[INST]   \n <image> [/INST]"
 
 
+def test_empty_instruction_is_an_instruction_as_in_the_released_prompt():
+    # released: `if task_instruction is None: ...  elif task_instruction is not None: f"... {task_instruction} <query> "`
+    assert query_prompt("dark", True, "") == "[INST] \n <instruct>  <query>  dark \n <image> [/INST]"
+    assert query_prompt("dark", True, None) == "[INST] \n <instruct>  <query> dark \n <image> [/INST]"
+
+
 def test_text_list_may_mark_image_only_rows_with_none(mllm, image_paths):
     mixed = mllm.encode(images=image_paths[:2], text=["make it dark", None], instruction="Find it")
     composed = mllm.encode(images=image_paths[0], text="make it dark", instruction="Find it")

@@ -10,8 +10,10 @@ Gallery = every image of the split file. val is scored on `target_hard` (the ser
 as CIRPLANT's `eval_test_scoring_step_CIRR` does, on the soft labels `target_soft` (`soft/...`:
 per query the best soft score among the labelled images in the top k, floored at 0). test1 has no
 targets and writes the two rc2 server files. The subset ranking breaks ties by gallery order.
-Default reference policy: remove (CIRPLANT's reference scoring and SEARLE's submission mask it);
-the subset metric always leaves it out, by definition.
+Default reference policy: min, as CIRPLANT (the CIRR authors' reference code) does: the reference's
+score is set to the row's minimum, so it stays in the ranking among the lowest-scoring images. This
+differs from deleting it (`remove`, SEARLE) only when the top k reaches those lowest-scoring images
+(k >= gallery - 1, or many images tied at the minimum). The subset metric always leaves it out.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from megapairs.evaluate.submission import cirr_submission
 NAME = "cirr"
 SPLITS = ("val", "test1")
 DEFAULT_SPLIT = "val"
-DEFAULT_POLICY = "remove"
+DEFAULT_POLICY = "min"  # CIRPLANT's eval_test_prepare_step_CIRR
 KS = (1, 2, 5, 10, 50, 100)  # the server reports 1/5/10/50; CIRPLANT also 2 and 100
 SUBSET_KS = (1, 2, 3)
 
@@ -70,7 +72,10 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     rows, names, paths = load(Path(data_dir), split, opts.image_dir)
     rows = limited(rows, opts)
     pos = {n: i for i, n in enumerate(names)}
-    unknown = sorted({m for r in rows for m in [r["reference"], *r["img_set"]["members"]] if m not in pos})
+    # CIRPLANT maps every one of these through asin2id (a KeyError there): the targets too
+    named = [[r["reference"], *r["img_set"]["members"], *([r["target_hard"]] if "target_hard" in r else []),
+              *r.get("target_soft", {})] for r in rows]
+    unknown = sorted({m for names_ in named for m in names_ if m not in pos})
     if unknown:
         raise DataError(f"CIRR images {unknown[:5]} are named in the captions but not in split.rc2.{split}.json")
 
@@ -78,8 +83,8 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     q_items = [Item(str(r["pairid"]), image=paths[pos[r["reference"]]],
                     text=templates.fill(template, caption=r["caption"])) for r in rows]
     q = ctx.encode(q_items, f"cirr {split} queries")  # (Q, D)
-    exclude = [pos[r["reference"]] for r in rows] if policy == "remove" else None
-    ranked = ctx.search(q, g, k=max(opts.topk, max(KS)), exclude=exclude)  # (Q,) arrays of <= 100
+    references = [pos[r["reference"]] for r in rows]
+    ranked = ctx.ranked(q, g, max(opts.topk, max(KS)), references, policy)  # (Q,) arrays of <= 100
     rankings = [[names[i] for i in r] for r in ranked]
     members = [r["img_set"]["members"] for r in rows]
     member_pos = [[pos[m] for m in ms] for ms in members]

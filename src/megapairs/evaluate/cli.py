@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="circo: val|test; cirr: val|test1; fashioniq: val (default val)")
     p.add_argument("--out", default=None, help="folder for the result JSON, Markdown and submission files")
     p.add_argument("--template", default=None, help="query template name, or a format string like '{caption}'")
-    p.add_argument("--reference-policy", default=None, choices=("keep", "remove"),
-                   help="keep or remove the query's reference image from the ranking (default per benchmark)")
+    p.add_argument("--reference-policy", default=None, choices=("keep", "remove", "min"),
+                   help="keep the query's reference image in the ranking, remove it, or min: keep it with the "
+                        "row's lowest score, as CIRPLANT does (default per benchmark)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--cache-dir", default=None, help="gallery-embedding cache (default ~/.cache/megapairs/evaluate)")
     p.add_argument("--image-dir", default=None, help="where the images are, if not in the default place")

@@ -10,7 +10,9 @@ from typing import Any, ClassVar, Iterable, Sequence
 from megapairs.configbase import ConfigBase, ConfigError
 from megapairs.errors import UserError
 
-REFERENCE_POLICIES = ("keep", "remove")
+# keep: the reference stays where it ranks; remove: deleted from the ranking (SEARLE); min: it stays
+# with its score lowered to the row minimum (CIRPLANT, the CIRR authors' reference code)
+REFERENCE_POLICIES = ("keep", "remove", "min")
 QUERY_MODES = ("composed", "image", "text")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # --dtype -> torch dtype name
 
@@ -72,7 +74,7 @@ class EvalOptions(ConfigBase):
 
     split: str | None = None
     template: str | None = None  # a template name, or a literal format string containing "{"
-    reference_policy: str | None = None  # keep | remove
+    reference_policy: str | None = None  # keep | remove | min
     batch_size: int = 32
     topk: int = 50  # ranking depth kept per query (submissions need 50)
     cache_dir: str | None = None  # gallery-embedding cache; default ~/.cache/megapairs/evaluate
@@ -96,7 +98,7 @@ class EvalOptions(ConfigBase):
     def validate(self) -> None:
         where = getattr(self, "_where", type(self).__name__)
         if self.reference_policy not in (None, *REFERENCE_POLICIES):
-            raise ConfigError(f"{where}.reference_policy: {self.reference_policy!r} is not keep or remove")
+            raise ConfigError(f"{where}.reference_policy: {self.reference_policy!r} is not keep, remove or min")
         if self.instructions not in ("first", "all"):
             raise ConfigError(f"{where}.instructions: {self.instructions!r} is not first or all")
         bad = [m for m in self.query_modes if m not in QUERY_MODES]

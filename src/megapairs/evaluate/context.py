@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import json
 import os
 import sys
@@ -26,24 +27,36 @@ from megapairs.evaluate.common import Crop, DataError, EvalOptions, Item
 from megapairs.errors import UserError
 
 
+log = logging.getLogger("megapairs")
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("MEGAPAIRS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "megapairs")
     return Path(base) / "evaluate"
 
 
+def desc_of(chunk: Sequence[Item]) -> str:
+    return f"{len(chunk)} inputs starting with {chunk[0].key!r}" if chunk else "no inputs"
+
+
 def load_crop(path: Path, crop: Crop) -> Image.Image:
-    """GeneCIS attribute crop: grow the box by `dilation` of its size up-left, clip to the image,
-    keep a (1 + dilation) x box-sized window, then pad to a centred black square."""
-    im = Image.open(path).convert("RGB")
-    width, height = im.size
-    d = crop.dilation
-    left, top = max(0.0, crop.x - d * crop.w), max(0.0, crop.y - d * crop.h)
-    right, bottom = min(width, left + (1 + d) * crop.w), min(height, top + (1 + d) * crop.h)
-    im = im.crop((left, top, right, bottom))
+    """GeneCIS attribute crop, in the official loader's order (`VAWDataset.load_cropped_image`): grow
+    the box by `dilation` of its size up-left, clip to the image, keep a (1 + dilation) x box-sized
+    window, then pad to a centred black square, all in the file's own mode (black is (0,) for "L",
+    (0, 0, 0) otherwise); the retriever converts to RGB afterwards, as the official transform does."""
+    with Image.open(path) as src:
+        width, height = src.size
+        d = crop.dilation
+        left, top = max(0.0, crop.x - d * crop.w), max(0.0, crop.y - d * crop.h)
+        right, bottom = min(width, left + (1 + d) * crop.w), min(height, top + (1 + d) * crop.h)
+        im = src.crop((left, top, right, bottom))
     if crop.pad_square and im.size[0] != im.size[1]:
+        if im.mode not in ("RGB", "L"):
+            log.warning("GeneCIS crop of %s (mode %s): padded in that mode as the official loader does, which "
+                        "for palette images reinterprets the crop's colour indices", Path(path).name, im.mode)
         side = max(im.size)
-        square = Image.new("RGB", (side, side), (0, 0, 0))
+        square = Image.new(im.mode, (side, side), (0,) if im.mode == "L" else (0, 0, 0))
         square.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
         im = square
     return im
@@ -108,7 +121,10 @@ class Context:
             raise UserError(f"retriever {getattr(self.retriever, 'spec', '')} returned {emb.shape[0]} rows for "
                             f"{len(chunk)} inputs; the Retriever protocol gives one vector per input")
         norms = np.linalg.norm(emb, axis=1)
-        if np.any(np.abs(norms - 1.0) > 1e-2):
+        if not np.all(np.abs(norms - 1.0) <= 1e-2):  # written so that NaN / inf norms fail too
+            if not np.all(np.isfinite(emb)):
+                raise UserError(f"retriever {getattr(self.retriever, 'spec', '')} returned NaN or infinite "
+                                f"embeddings for {desc_of(chunk)}; scores and rankings would be meaningless")
             raise UserError(f"retriever embeddings are not L2-normalised (norms {norms.min():.3f}.."
                             f"{norms.max():.3f}); the Retriever protocol requires unit vectors")
         return emb
@@ -135,5 +151,15 @@ class Context:
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, gallery: np.ndarray, k: int | None = None,
-               exclude: Sequence[int | None] | None = None) -> list[np.ndarray]:
-        return search_mod.search(queries, gallery, k or self.options.topk, exclude)
+               exclude: Sequence[int | None] | None = None,
+               demote: Sequence[int | None] | None = None) -> list[np.ndarray]:
+        return search_mod.search(queries, gallery, k or self.options.topk, exclude, demote=demote)
+
+    def ranked(self, queries: np.ndarray, gallery: np.ndarray, k: int, references: Sequence[int | None],
+               policy: str) -> list[np.ndarray]:
+        """Top-k per query under a reference policy: keep, remove (`exclude`) or min (`demote`)."""
+        if policy == "remove":
+            return self.search(queries, gallery, k, exclude=references)
+        if policy == "min":
+            return self.search(queries, gallery, k, demote=references)
+        return self.search(queries, gallery, k)

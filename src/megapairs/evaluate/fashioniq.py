@@ -14,6 +14,7 @@ Query text joins the two captions (MegaPairs: "{c1}, and {c2}"). Default referen
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from megapairs.evaluate import metrics, templates
@@ -27,6 +28,7 @@ DEFAULT_SPLIT = "val"
 DEFAULT_POLICY = "keep"
 KS = (1, 5, 10, 20, 50, 100)  # MegaPairs' eval_fashioniq.py cutoffs; the paper reports R@10 / R@50
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+log = logging.getLogger("megapairs")
 
 
 def load_category(data_dir: Path, category: str, split: str) -> tuple[list[dict], list[str]]:
@@ -74,14 +76,18 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
             q_items.append(Item(str(i), image=_path(index, folder, r["candidate"]),
                                 text=templates.fill(template, c1=caps[0], c2=caps[1])))
         q = ctx.encode(q_items, f"fashioniq {cat} queries")  # (Q, D)
-        exclude = [pos.get(r["candidate"]) for r in rows] if policy == "remove" else None
-        ranked = ctx.search(q, g, k=max(opts.topk, max(KS)), exclude=exclude)
+        references = [pos.get(r["candidate"]) for r in rows]
+        ranked = ctx.ranked(q, g, max(opts.topk, max(KS)), references, policy)
         rankings = [[names[j] for j in r] for r in ranked]
         files[f"fashioniq_{cat}_{split}_rankings.json"] = [
             {"candidate": r["candidate"], "target": r.get("target"), "ranking": rk[:50]}
             for r, rk in zip(rows, rankings)]
         if all("target" in r for r in rows):
             targets = [r["target"] for r in rows]
+            outside = sum(1 for t in targets if t not in pos)
+            if outside:  # MegaPairs' eval counts them as misses; CLIP4Cir/SEARLE would fail an assert
+                log.warning("FashionIQ %s: %d of %d targets are not in the %s gallery; they count as misses",
+                            cat, outside, len(targets), cat)
             per_cat[cat] = {**metrics.recall_at_k(rankings, targets, KS), **metrics.mrr_at_k(rankings, targets, KS)}
         n_queries, sizes[cat] = n_queries + len(rows), len(names)
     out = BenchmarkOutput(metrics=metrics.fashioniq_summary(per_cat) if per_cat else {}, num_queries=n_queries,

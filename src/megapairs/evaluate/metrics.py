@@ -6,18 +6,25 @@ Conventions shared by every function here:
 - A *ranking* is a sequence of gallery ids, best first. Ties in scores are broken by gallery order
   (`stable_rank`: a stable sort, so of two equal scores the one listed first in the gallery wins).
 - Reference image: `apply_reference_policy` keeps it ("keep") or deletes it from the ranking
-  ("remove") before any metric is computed. CIRR's subset metric always drops it (its definition).
+  ("remove") before any metric is computed; "min" (CIRPLANT: it stays, with the row's lowest score)
+  needs the scores and is done by the search (`search.search(demote=...)`). CIRR's subset metric
+  always drops it (its definition).
 - Fewer than k ground truths: AP@k divides by min(|GT|, k) (CIRCO). Fewer than k ranked items: the
-  missing positions count as misses.
+  missing positions count as misses. An empty ground-truth list gives AP = NaN (the official 0 / 0),
+  so the mean is NaN too; a warning names how many queries had none.
+- Per-query galleries (GeneCIS, MMEB): the official codes' sorts treat NaN as the highest score.
 """
 
 from __future__ import annotations
 
 from typing import Collection, Hashable, Mapping, Sequence
 
+import logging
+
 import numpy as np
 
 Id = Hashable
+log = logging.getLogger("megapairs")
 
 
 def stable_rank(scores: np.ndarray) -> np.ndarray:
@@ -31,7 +38,8 @@ def apply_reference_policy(ranking: Sequence[Id], reference: Id | None, policy: 
         return list(ranking)
     if policy == "remove":
         return [x for x in ranking if x != reference]
-    raise ValueError(f"reference policy must be keep or remove, got {policy!r}")
+    raise ValueError(f"reference policy must be keep or remove here, got {policy!r} (min needs the scores: "
+                     "search.search(demote=...))")
 
 
 def _check_unique(ranking: Sequence[Id]) -> None:
@@ -43,9 +51,10 @@ def average_precision_at_k(ranking: Sequence[Id], relevant: Collection[Id], k: i
     """CIRCO AP@k = sum_{i<=k} P(i) * rel(i) / min(len(relevant), k), P(i) = precision of the top i.
 
     `relevant` is the ground-truth list as the annotation gives it: the divisor counts its entries
-    as listed (a repeated id twice), exactly as CIRCO's `compute_metrics` does."""
+    as listed (a repeated id twice), exactly as CIRCO's `compute_metrics` does. An empty list gives
+    NaN, as the official `np.sum(...) / min(0, k)` does (numpy's 0 / 0)."""
     if not len(relevant):
-        raise ValueError("AP@k needs at least one ground-truth image")
+        return float("nan")
     gt = set(relevant)
     hits = np.array([x in gt for x in ranking[:k]], dtype=np.float64)  # rel(i)
     precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)  # P(i)
@@ -58,6 +67,10 @@ def circo_map(rankings: Sequence[Sequence[Id]], gts: Sequence[Sequence[Id]],
     out: dict[str, float] = {}
     for ranking in rankings:
         _check_unique(ranking)
+    empty = sum(1 for g in gts if not len(g))
+    if empty:
+        log.warning("CIRCO: %d of %d queries have an empty gt_img_ids list; their AP is NaN, so every mAP@k is "
+                    "NaN, as the official compute_metrics gives", empty, len(gts))
     for k in ks:
         aps = [average_precision_at_k(r, list(g), k) for r, g in zip(rankings, gts, strict=True)]
         out[f"mAP@{k}"] = 100.0 * float(np.mean(aps)) if aps else float("nan")
@@ -145,7 +158,8 @@ def mrr_at_k(rankings: Sequence[Sequence[Id]], targets: Sequence[Id | set],
 
 
 def fashioniq_summary(per_category: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """FashionIQ: metrics per category, then the plain mean of the categories (not of all queries)."""
+    """FashionIQ: metrics per category, then the plain mean of the categories (not of all queries), as
+    MegaPairs' `eval_fashioniq.py` and SEARLE's `validate.py` print it; plus (avg R@10 + avg R@50) / 2."""
     out: dict[str, float] = {}
     for cat, m in per_category.items():
         out.update({f"{cat}/{k}": v for k, v in m.items()})
@@ -153,6 +167,8 @@ def fashioniq_summary(per_category: Mapping[str, Mapping[str, float]]) -> dict[s
                    key=lambda s: (s.split("@")[0] != "R", s.split("@")[0], int(s.split("@")[1])))
     for k in names:
         out[f"avg/{k}"] = float(np.mean([m[k] for m in per_category.values()]))
+    if "avg/R@10" in out and "avg/R@50" in out:  # CLIP4Cir's "average_recall", the leaderboards' mean
+        out["avg/(R@10+R@50)/2"] = (out["avg/R@10"] + out["avg/R@50"]) / 2
     return out
 
 
@@ -161,18 +177,25 @@ TIE_POLICIES = ("pessimistic", "official", "expected")
 
 def _local_counts(scores: np.ndarray, positive: int, keys: Sequence[Id] | None) -> tuple[int, int, int]:
     """(candidates scoring above the positive, rivals tied with it, tied rivals listed before it).
-    A candidate with the same key as the positive is the positive listed again, not a rival."""
+    A candidate with the same key as the positive is the positive listed again, not a rival.
+    NaN ranks above every number and ties with NaN: `np.argmax` returns the first NaN, and torch's
+    descending sort puts NaN first."""
     s = np.asarray(scores, dtype=np.float64)
     rival = np.ones(len(s), dtype=bool)
     rival[positive] = False
     if keys is not None:
         rival &= np.array([k != keys[positive] for k in keys], dtype=bool)
-    greater = int(np.sum(rival & (s > s[positive])))
-    tied = rival & (s == s[positive])
-    return greater, int(tied.sum()), int(tied[:positive].sum())
+    nan = np.isnan(s)
+    if nan[positive]:
+        above, same = np.zeros(len(s), dtype=bool), nan
+    else:
+        with np.errstate(invalid="ignore"):
+            above, same = nan | (s > s[positive]), s == s[positive]
+    tied = rival & same
+    return int(np.sum(rival & above)), int(tied.sum()), int(tied[:positive].sum())
 
 
-def local_ranks(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0, ties: str = "pessimistic",
+def local_ranks(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0, ties: str = "official",
                 keys: Sequence[Sequence[Id]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per query: (0-based rank of the positive under `ties`, number of rivals tied with it).
 
@@ -202,7 +225,7 @@ def tied_rankings(scores: Sequence[np.ndarray], positives: Sequence[int] | int =
 
 
 def local_recall(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0,
-                 ks: Sequence[int] = (1, 2, 3), ties: str = "pessimistic",
+                 ks: Sequence[int] = (1, 2, 3), ties: str = "official",
                  keys: Sequence[Sequence[Id]] | None = None) -> dict[str, float]:
     """Recall@k when every query ranks its own small gallery (GeneCIS). `scores[q]` holds the query's
     scores over its gallery; `positives[q]` is the index of the true target in it (GeneCIS puts the
@@ -228,11 +251,12 @@ def genecis_summary(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, fl
     return out
 
 
-def precision_at_1(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0, ties: str = "pessimistic",
+def precision_at_1(scores: Sequence[np.ndarray], positives: Sequence[int] | int = 0, ties: str = "official",
                    keys: Sequence[Sequence[Id]] | None = None) -> float:
     """MMEB Precision@1 (= hit@1): % of queries whose best-scoring candidate is the positive. MMEB lists
-    the positive first; `ties="official"` gives a tie to the earlier candidate, as `np.argmax` does in
-    VLM2Vec's eval (so a constant-score model gets 100 %); the default counts a tie as a miss."""
+    the positive first; the default `ties="official"` gives a tie to the earlier candidate, as
+    `np.argmax` does in VLM2Vec's eval (so a constant-score model gets 100 %); "pessimistic" counts a
+    tie as a miss."""
     if not len(scores):
         return float("nan")
     return local_recall(scores, positives, (1,), ties, keys)["R@1"]

@@ -8,8 +8,10 @@ Folder layout (a snapshot of the Hub dataset, plus its images.zip unpacked)::
 Rows: qry_text, qry_img_path (str, "" = none), tgt_text, tgt_img_path (lists; a str text is shared).
 Each query ranks only its own candidates, the first of which is the positive (VLM2Vec `eval.py`,
 "local" ranking). VLM2Vec's `np.argmax` gives ties to the earlier candidate, i.e. to the positive
-(a constant-score model scores 100 %); our headline counts a tie as a miss, and `official/...` keeps
-VLM2Vec's number beside it; `details["tied_rankings"]` counts the tied queries per dataset. The
+(a constant-score model scores 100 %); the headline is that official number (with a warning when ties
+touched it), `pessimistic/...` beside it counts a tie as a miss, and `details["tied_rankings"]`
+counts the tied queries per dataset. Candidates pair `tgt_text` with `tgt_img_path` as VLM2Vec's
+`zip` does: lists of different lengths are cut to the shorter one (logged). The
 Phi-3-V image token `<|image_1|>` is removed from texts, since our retrievers take the image
 separately. The query text is the task instruction (plus, after its first ": ", the query's own
 text): retrievers with an instruction slot (the MLLM) get the instruction there.
@@ -18,6 +20,7 @@ text): retrievers with an instruction slot (the MLLM) get the instruction there.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ NAME = "mmeb"
 DATASETS = tuple(d for names in metrics.MMEB_META.values() for d in names)
 IMAGE_TOKEN = "<|image_1|>"
 FIELDS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
+log = logging.getLogger("megapairs")
 
 
 def dataset_file(data_dir: Path, name: str) -> Path:
@@ -72,10 +76,11 @@ def split_instruction(text: str) -> tuple[str, str]:
 def candidates(row: dict[str, Any]) -> list[tuple[str, str]]:
     paths = row["tgt_img_path"] if isinstance(row["tgt_img_path"], list) else [row["tgt_img_path"]]
     texts = row["tgt_text"] if isinstance(row["tgt_text"], list) else [row["tgt_text"]] * len(paths)
-    if len(paths) == 1 and len(texts) > 1:
-        paths = paths * len(texts)
-    if len(texts) != len(paths):
-        raise DataError(f"MMEB row has {len(texts)} candidate texts but {len(paths)} candidate images")
+    if not isinstance(row["tgt_img_path"], list) and len(texts) > 1:
+        paths = paths * len(texts)  # one shared image path given as a string
+    if len(texts) != len(paths):  # VLM2Vec: zip(row["tgt_text"], row["tgt_img_path"]) keeps the shorter
+        log.warning("MMEB row with %d candidate texts but %d candidate images: only the first %d candidates "
+                    "are ranked, as VLM2Vec's zip does", len(texts), len(paths), min(len(texts), len(paths)))
     return [(clean(t), p or "") for t, p in zip(texts, paths)]
 
 
@@ -113,14 +118,18 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     names = selected(data_dir, opts)
     files = {d: dataset_file(data_dir, d) for d in names}  # check every file first
     roots = [Path(opts.image_dir)] if opts.image_dir else [data_dir / "eval_images", data_dir / "images", data_dir]
-    per_ds: dict[str, float] = {}
-    official: dict[str, float] = {}  # ties to the positive, as VLM2Vec's np.argmax does
+    per_ds: dict[str, float] = {}  # ties to the positive, as VLM2Vec's np.argmax does
+    pessimistic: dict[str, float] = {}
     tied: dict[str, int] = {}
     per_task_instruction = not opts.instruction  # --instruction overrides the per-task ones
     n_queries = n_cands = 0
     for name, path in files.items():
         rows = limited(load_rows(path), opts)
+        if not rows:
+            raise DataError(f"MMEB dataset {name} has no rows ({path}); VLM2Vec's accuracy would divide by zero")
         cand_lists = [candidates(r) for r in rows]
+        if any(not cl for cl in cand_lists):
+            raise DataError(f"MMEB dataset {name}: a row has no candidates (VLM2Vec's np.argmax fails on it)")
         images = (p for r, cl in zip(rows, cand_lists) for p in [r["qry_img_path"], *(c[1] for c in cl)])
         first_img = next((p for p in images if p), None)
         root = pick_root(roots, first_img, f"MMEB {name} images") if first_img else data_dir
@@ -132,13 +141,17 @@ def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
                               r["qry_img_path"] or "", per_task_instruction) for i, r in enumerate(rows)]
         q = ctx.encode(q_items, f"mmeb {name} queries")  # (Q, D)
         scores = [g[[pos[c] for c in cl]] @ q[i] for i, cl in enumerate(cand_lists)]  # (num_candidates,) each
-        per_ds[name] = metrics.precision_at_1(scores, 0, ties="pessimistic", keys=cand_lists)
-        official[name] = metrics.precision_at_1(scores, 0, ties="official")
+        per_ds[name] = metrics.precision_at_1(scores, 0, ties="official")
+        pessimistic[name] = metrics.precision_at_1(scores, 0, ties="pessimistic", keys=cand_lists)
         tied[name] = metrics.tied_rankings(scores, 0, cand_lists)
+        if tied[name]:
+            log.warning("MMEB %s: %d of %d queries tie the positive with another candidate; as VLM2Vec's np.argmax "
+                        "the positive (listed first) wins those ties (pessimistic P@1 = %.2f)", name, tied[name],
+                        len(rows), pessimistic[name])
         n_queries, n_cands = n_queries + len(rows), n_cands + len(unique)
     missing = [d for d in DATASETS if d not in per_ds]
     scores_out = {**metrics.mmeb_summary(per_ds),
-                  **{f"official/{k}": v for k, v in metrics.mmeb_summary(official).items()}}
+                  **{f"pessimistic/{k}": v for k, v in metrics.mmeb_summary(pessimistic).items()}}
     return BenchmarkOutput(metrics=scores_out, num_queries=n_queries,
                            gallery_size=f"{n_cands} distinct candidates (per-query candidate lists)",
                            details={"datasets_missing": missing, "complete": not missing, "tied_rankings": tied,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
+from megapairs.configbase import ConfigError
 from megapairs.evaluate import metrics, templates
 from megapairs.evaluate.bootstrap import paired_bootstrap
 from megapairs.evaluate.common import (QUERY_MODES, BenchmarkOutput, DataError, EvalOptions, Item, limited,
@@ -219,6 +220,8 @@ def score_triplets(rows: Sequence[dict], gallery_keys: Sequence[Hashable], galle
 def run(data_dir: Path, ctx: Context) -> BenchmarkOutput:
     opts: EvalOptions = ctx.options
     policy = policy_or(DEFAULT_POLICY, opts)
+    if policy == "min":
+        raise ConfigError("triplets rank ties pessimistically; --reference-policy is keep or remove here")
     tname, template = templates.resolve(NAME, opts.template)
     data = run_dataset(Path(data_dir))
     rows = limited(load_rows(data), opts)

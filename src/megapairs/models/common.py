@@ -13,6 +13,7 @@ All input tensors are batch-first, so a batch can be cut into chunks by slicing 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -93,21 +94,37 @@ def load_image(x: Any) -> Image.Image:
 # -- preprocessing --------------------------------------------------------------------------------
 class HFExactPreprocess:
     """A retriever's image preprocessing: `embed.backends.preprocess.Preprocess`, which sizes and
-    crops exactly as transformers' CLIP image processor does (so BGE-VL scores reproduce)."""
+    crops exactly as transformers' CLIP image processor does (so BGE-VL scores reproduce), after
+    that processor's own RGB step (`hf_rgb`)."""
 
     def __init__(self, pre: Preprocess) -> None:
         self.pre = pre
 
     @property
     def key(self) -> str:
-        return "hf-exact-" + self.pre.key
+        return "hf-exact-hfrgb-" + self.pre.key  # hfrgb: transparency handled as transformers does
 
     @property
     def size(self) -> tuple[int, int]:
         return self.pre.crop
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        return self.pre(image)
+        return self.pre(hf_rgb(image))
+
+
+def hf_rgb(image: Image.Image) -> Image.Image:
+    """The image as the installed transformers' image processors turn a PIL image into RGB
+    (`image_transforms.convert_to_rgb`, which they apply even to an image the caller already
+    converted). This matters only for an image with transparency: PIL's `convert("RGB")` of a
+    palette image keeps `info["transparency"]` (as a colour), and transformers 5 composites that onto
+    white, so the pixels of that colour turn white; transformers 4 returns RGB images unchanged."""
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return image  # every transformers version returns it as is
+    from transformers.image_transforms import convert_to_rgb
+
+    if "return_numpy" in inspect.signature(convert_to_rgb).parameters:  # transformers 5
+        return Image.fromarray(convert_to_rgb(image, return_numpy=True))
+    return convert_to_rgb(image)
 
 
 def stack_pixels(images: Sequence[Any], preprocess: Callable[[Image.Image], np.ndarray]) -> torch.Tensor:

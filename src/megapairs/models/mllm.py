@@ -42,7 +42,7 @@ IMAGE_SIDE = 512
 
 
 def query_prompt(text: str | None, has_image: bool, instruction: str | None) -> str:
-    if instruction:
+    if instruction is not None:  # the released code tests `is None`: "" gives "<instruct>  <query> "
         prompt = f"[INST] \n <instruct> {instruction} <query> "
     else:
         prompt = "[INST] \n <instruct>  <query>"
