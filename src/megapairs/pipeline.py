@@ -147,6 +147,7 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     """Run (or resume) the stages in order; returns each stage's manifest. `outputs` puts a stage's
     artifact somewhere else than its folder in the run (e.g. {"export": "/data/mydataset"})."""
     root = Path(root)
+    config.check_specs()  # a mistyped model fails now, not when its stage starts hours later
     names = available_stages(config)
     if until:
         if until not in names:

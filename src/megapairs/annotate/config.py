@@ -124,6 +124,14 @@ class AnnotateConfig(ConfigBase):
             if ":" not in getattr(self, name):
                 raise ConfigError(f"{self.where_name()}.{name}: spec must look like prefix:argument")
 
+    def check_specs(self, where: str) -> None:
+        from megapairs.annotate.roles import DESCRIBERS, WRITERS
+
+        for registry, name in ((DESCRIBERS, "describer"), (WRITERS, "writer")):
+            registry.check(getattr(self, name), f"{where}.{name}")
+            for i, spec in enumerate(getattr(self, f"{name}_fallbacks")):
+                registry.check(spec, f"{where}.{name}_fallbacks[{i}]")
+
     def where_name(self) -> str:
         return getattr(self, "_where", type(self).__name__)
 
