@@ -73,6 +73,7 @@ class AnnotateConfig(ConfigBase):
     api_key: str = ""  # else the OPENAI_API_KEY environment variable; blanked in to_dict (never saved)
     cache_path: str = ""  # empty: <run root>/_cache/annotate.sqlite
     strict_backends: bool = False  # raise instead of falling back when a backend cannot start
+    probe_servers: bool = True  # at run start, GET /v1/models of each openai: server (up? serves the model?)
     progress: bool = True
     llamacpp_threads: int = 0  # 0: all cores but one (at most 8)
     llamacpp_parallel: int = 2  # llama.cpp server slots (few slots keep the cached prompt prefixes warm)
@@ -83,8 +84,8 @@ class AnnotateConfig(ConfigBase):
 
     NOT_HASHED: ClassVar[tuple[str, ...]] = (
         "concurrency", "timeout_s", "retries", "backoff_s", "backoff_max_s", "api_key", "cache_path",
-        "strict_backends", "progress", "llamacpp_threads", "llamacpp_parallel", "max_fallback_share",
-        "max_failure_share",
+        "strict_backends", "probe_servers", "progress", "llamacpp_threads", "llamacpp_parallel",
+        "max_fallback_share", "max_failure_share",
     )
 
     def validate(self) -> None:
