@@ -30,8 +30,8 @@ def run_status_data(root: Path) -> dict[str, Any]:
     for name in names:
         try:
             artifacts[name] = _artifact_status(root / name)
-        except Exception as e:  # noqa: BLE001 - one damaged artifact must not hide the others
-            artifacts[name] = _damaged(root / name, e)
+        except (UserError, KeyError, TypeError, ValueError, AttributeError) as e:  # one damaged artifact
+            artifacts[name] = _damaged(root / name, e)  # must not hide the others
     return {"run": str(root), "config": (root / "config.yaml").is_file(), "artifacts": artifacts}
 
 
@@ -51,21 +51,35 @@ def _artifact_status(folder: Path) -> dict[str, Any]:
 
 def _damaged(folder: Path, exc: Exception) -> dict[str, Any]:
     """A bookkeeping file that does not read (cut short, edited, a field missing): which, and why."""
-    from megapairs.artifacts import DONE_DIR, manifest_file
     from megapairs.errors import DamagedFile, describe
 
     stage = FOLDER_STAGE.get(folder.name)
     again = f"rerun `megapairs {stage} --run {folder.parent}`" if stage else "rerun the command that wrote it"
     if isinstance(exc, DamagedFile) and exc.path:
         return {"state": "damaged", "path": exc.path, "reason": exc.reason or str(exc), "hint": exc.hint}
-    manifest = manifest_file(folder)
-    path = manifest if manifest.exists() else folder / DONE_DIR
+    path = _unreadable(folder)
     if isinstance(exc, (KeyError, TypeError, ValueError, AttributeError)):  # valid JSON of the wrong shape
         reason = f"unexpected content ({type(exc).__name__}: {exc})"
     else:
         reason = describe(exc)[1]
-    return {"state": "damaged", "path": str(path), "reason": reason,
-            "hint": f"delete it and {again} to rewrite it (finished shards are kept)"}
+    hint = f"delete it and {again} to rewrite it (finished shards are kept)" if path.is_file() else \
+        f"check its files, then {again}"
+    return {"state": "damaged", "path": str(path), "reason": reason, "hint": hint}
+
+
+def _unreadable(folder: Path) -> Path:
+    """The manifest of a complete artifact, else the first completion marker without a row count."""
+    from megapairs.artifacts import DONE_DIR, manifest_file
+
+    manifest = manifest_file(folder)
+    if manifest.exists():
+        return manifest
+    for marker in sorted((folder / DONE_DIR).glob("part-*.json")):
+        try:
+            int(json.loads(marker.read_text())["rows"])
+        except (ValueError, KeyError, TypeError):
+            return marker
+    return folder / DONE_DIR
 
 
 def format_status(data: dict[str, Any]) -> str:

@@ -43,3 +43,8 @@ def test_a_manifest_of_the_wrong_shape_and_a_damaged_marker_are_reported(tmp_pat
     assert "unexpected content" in data["corpus"]["reason"]
     assert data["pairs"]["state"] == "damaged" and data["pairs"]["path"] == str(pairs.marker_path(1))
     assert data["annotations"] == {"state": "not started"}
+
+    pairs.marker_path(1).write_text('{"files": []}')  # JSON, but no row count: that marker is named
+    assert main(["status", str(tmp_path), "--json"]) == 2
+    data = json.loads(capsys.readouterr().out)["artifacts"]
+    assert data["pairs"]["path"] == str(pairs.marker_path(1)) and "unexpected content" in data["pairs"]["reason"]
