@@ -81,17 +81,18 @@ def test_a_batch_that_kills_its_decoder_twice_fails_clearly_and_finished_shards_
     from megapairs.stages import run_stage
 
     _images(tmp_path / "img", 10)
-    run_stage(IngestStage(tmp_path, IngestConfig(source=str(tmp_path / "img"), shard_size=4)))
+    run_stage(IngestStage(tmp_path, IngestConfig(source=str(tmp_path / "img"), shard_size=5)))
     corpus = Artifact(tmp_path / "corpus")
     last = corpus.read_shard(max(corpus.done_shards()), columns=["uri"]).column("uri").to_pylist()
-    bad = Path(last[-1]).name  # an image of the last shard
+    bad = Path(last[2]).name  # the last shard's second batch: the first is innocent
     cfg = EmbedConfig(image=f"hf:{tiny_clip_dir}", visual=f"hf:{tiny_dino_dir}", caption=f"hf:{tiny_clip_dir}",
-                      device="cpu", batch_size=3, decode_mode="processes", decode_workers=2)
+                      device="cpu", batch_size=2, decode_mode="processes", decode_workers=2)
     monkeypatch.setattr(decode_mod, "decode_rows", functools.partial(crash_on, bad))
     with pytest.raises(decode_mod.DecodeFailed) as e:
         run_stage(EmbedStage(tmp_path, cfg))
     code, line = describe(e.value)
     assert code == 1 and "died twice on the same batch" in line and bad in line
+    assert Path(last[0]).name not in line  # the batch decoded alongside it is not blamed
     assert "embed.decode_mode=threads" in line and "rerun the same command to resume" in line
     emb = Artifact(tmp_path / "embeddings")
     kept = emb.done_shards()

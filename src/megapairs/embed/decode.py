@@ -183,8 +183,13 @@ class Decoder:
         # Only what decoding needs crosses to a process (not ids or captions).
         rows = [{"uri": r["uri"], "image_bytes": r.get("image_bytes")} for r in chunk]
         step = -(-len(rows) // self.workers)
-        return [self.pool.submit(decode_rows, rows[i : i + step], self.geometries, self.draft)
-                for i in range(0, len(rows), step)]
+        try:
+            return [self.pool.submit(decode_rows, rows[i : i + step], self.geometries, self.draft)
+                    for i in range(0, len(rows), step)]
+        except BrokenProcessPool as e:  # broken by a batch in flight: this one fails when collected, and
+            failed: cf.Future = cf.Future()  # is decoded again there like any batch of a broken pool
+            failed.set_exception(e)
+            return [failed]
 
     def _collect(self, futures: list[cf.Future]) -> list[dict[str, np.ndarray]]:
         return [a for f in futures for a in f.result()]
@@ -207,20 +212,21 @@ class Decoder:
 
     def _retry(self, chunk: list[dict[str, Any]], ahead: list[list[dict[str, Any]]], pending: list[list[cf.Future]],
                first: BaseException) -> list[dict[str, np.ndarray]]:
-        """Decode `chunk` again on a new pool; the batch queued behind it (`ahead`, lost with the old
-        pool) is resubmitted into `pending`."""
+        """Decode `chunk` again on a new pool, alone: the batch queued behind it (`ahead`, lost with
+        the old pool, and perhaps the one that killed it) is resubmitted only after, so a second death
+        is blamed on the right batch."""
         log.warning("embed: a decode process died (%s); restarting the %d decode processes and decoding "
                     "the batch again", first, self.workers)
         self._rebuild()
-        retry = self._submit(chunk)
-        pending[:] = [self._submit(c) for c in ahead]
         try:
-            return self._collect(retry)
+            arrays = self._collect(self._submit(chunk))
+            pending[:] = [self._submit(c) for c in ahead]
+            return arrays
         except BrokenProcessPool:
             self._rebuild()  # the next shard (after a rerun, or another worker) gets a working pool
             uris = ", ".join(str(r.get("uri", "?"))[:80] for r in chunk[:3]) + (", ..." if len(chunk) > 3 else "")
             raise DecodeFailed(
                 f"a decode process died twice on the same batch of {len(chunk)} images ({uris}): an image there "
                 "may crash the decoder, or the machine is short of memory",
-                hint=f"lower embed.decode_workers or embed.batch_size, or set embed.decode_mode=threads, or exclude "
+                hint="lower embed.decode_workers or embed.batch_size, or set embed.decode_mode=threads, or exclude "
                 "the image; finished shards are kept, rerun the same command to resume") from None
