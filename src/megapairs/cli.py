@@ -147,7 +147,10 @@ def cmd_status(args) -> int:
 
     data = run_status_data(Path(args.run))
     emit(args, data, format_status(data))
-    return 0
+    damaged = [a for a in data["artifacts"].values() if a["state"] == "damaged"]
+    for a in damaged:  # the whole status is shown; exit code 2 says something needs repair
+        print(f"megapairs: error: {a['path']} is damaged ({a['reason']}); {a['hint']}", file=sys.stderr)
+    return 2 if damaged else 0
 
 
 def cmd_inspect(args) -> int:
@@ -199,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="where a run stands", description="Each artifact of a run: complete, "
-                       "partial (rerun to resume) or not started. Exit code 2 if RUN is not a folder.")
+                       "partial (rerun to resume), damaged (a bookkeeping file does not read; it says which) or not "
+                       "started. Exit code 2 if RUN is not a folder or an artifact is damaged.")
     p.add_argument("run", help="run folder")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("inspect", help="manifest and sample rows of an artifact",

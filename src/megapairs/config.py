@@ -37,6 +37,14 @@ class PipelineConfig(ConfigBase):
         if not (self.executor in ("local", "ray") or self.executor.startswith("ray:")):
             raise ConfigError(f"executor must be local, ray or ray:ADDRESS, got {self.executor!r}")
 
+    def check_specs(self, where: str = "") -> None:
+        """Every section's model specs, whichever stages run now: the saved config.yaml carries them
+        to the later ones."""
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if isinstance(section, ConfigBase):
+                section.check_specs(f.name)
+
 
 def preset_dict(name: str) -> dict[str, Any]:
     if name not in PRESETS:

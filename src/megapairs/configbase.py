@@ -112,6 +112,11 @@ class ConfigBase:
     def validate(self) -> None:
         """Range checks; raise ConfigError naming the field."""
 
+    def check_specs(self, where: str) -> None:
+        """Check the backend spec strings (`hf:...`, `openai:...`) against their registries; raise
+        SpecError naming the field `where.NAME`. Imports the backend modules, loads no model. Called at
+        run start (not in `validate`, which runs on every config load and must stay light)."""
+
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         data = dict(data or {})

@@ -51,6 +51,9 @@ class RunFailure(MegapairsError):
 class DamagedFile(UserError):
     """A file the run wrote earlier cannot be read any more (cut short, overwritten, bad disk)."""
 
+    path: str = ""  # the file, when known (`megapairs status` lists it)
+    reason: str = ""  # what is wrong with it, in a few words
+
 
 class MissingField(UserError, KeyError):
     """An input row or record lacks a field the command needs; the message names the file or table."""
@@ -155,7 +158,9 @@ def damaged_json(path: Path, exc: ValueError) -> DamagedFile:
     art = art.parent if art.name == ".megapairs" else art
     stage = FOLDER_STAGE.get(art.name)
     again = f"rerun `megapairs {stage} --run {art.parent}`" if stage else "rerun the command that wrote it"
-    return DamagedFile(f"{path} is damaged (not JSON: {reason})", hint=f"delete it and {again} to rewrite it")
+    err = DamagedFile(f"{path} is damaged (not JSON: {reason})", hint=f"delete it and {again} to rewrite it")
+    err.path, err.reason = str(path), f"not JSON: {reason}"
+    return err
 
 
 def _faiss_message(exc: BaseException) -> str | None:

@@ -46,6 +46,12 @@ class FollowupConfig(ConfigBase):
         if self.bootstrap < 100:
             raise ConfigError(f"{getattr(self, '_where', 'followup')}.bootstrap must be >= 100")
 
+    def check_specs(self, where: str) -> None:
+        from megapairs.models.base import RETRIEVERS
+        import megapairs.models.zoo  # noqa: F401  (registers the built-in retrievers)
+
+        RETRIEVERS.check(self.model, f"{where}.model")
+
 
 def _train(root: Path, c: FollowupConfig, overwrite: bool = False) -> Path:
     from megapairs.train.config import TrainConfig

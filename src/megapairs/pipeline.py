@@ -147,6 +147,7 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     """Run (or resume) the stages in order; returns each stage's manifest. `outputs` puts a stage's
     artifact somewhere else than its folder in the run (e.g. {"export": "/data/mydataset"})."""
     root = Path(root)
+    config.check_specs()  # a mistyped model fails now, not when its stage starts hours later
     names = available_stages(config)
     if until:
         if until not in names:
@@ -169,6 +170,11 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
         if not changed:
             raise
         raise ArtifactError(f"{e} Changed since the run's config.yaml: {'; '.join(changed)}") from None
+    if "annotate" in stages and config.annotate.probe_servers and \
+            (overwrite or not Artifact(stages["annotate"].output_path).is_complete()):
+        from megapairs.annotate.probe import probe_servers
+
+        probe_servers(config.annotate)  # a server that is down stops the run now, not at annotate
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
     saved = root / "config.yaml"

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from megapairs.artifacts import Artifact
-from megapairs.errors import UserError
+from megapairs.errors import FOLDER_STAGE, UserError
 
 ARTIFACT_ORDER = ["corpus", "embeddings", "pairs", "annotations", "dataset"]
 DETAIL_KEYS = ("status_counts", "pairs_by_view", "status", "views")
@@ -28,20 +28,58 @@ def run_status_data(root: Path) -> dict[str, Any]:
                                     and Artifact(p).is_started() and p.name not in ARTIFACT_ORDER)
     artifacts: dict[str, Any] = {}
     for name in names:
-        art = Artifact(root / name)
-        if not art.is_started():
-            artifacts[name] = {"state": "not started"}
-        elif art.is_complete():
-            m = art.manifest()
-            detail = {k: m[k] for k in DETAIL_KEYS if k in m}
-            if isinstance(detail.get("views"), dict):
-                detail["views"] = {k: (v["spec"] if isinstance(v, dict) else v) for k, v in detail["views"].items()}
-            artifacts[name] = {"state": "complete", "rows": m["rows"], "num_shards": m["num_shards"], **detail}
-        else:
-            done = art.done_shards()
-            artifacts[name] = {"state": "partial", "shards_done": len(done),
-                               "rows": sum(art.marker(i)["rows"] for i in done)}
+        try:
+            artifacts[name] = _artifact_status(root / name)
+        except (UserError, KeyError, TypeError, ValueError, AttributeError) as e:  # one damaged artifact
+            artifacts[name] = _damaged(root / name, e)  # must not hide the others
     return {"run": str(root), "config": (root / "config.yaml").is_file(), "artifacts": artifacts}
+
+
+def _artifact_status(folder: Path) -> dict[str, Any]:
+    art = Artifact(folder)
+    if not art.is_started():
+        return {"state": "not started"}
+    if art.is_complete():
+        m = art.manifest()
+        detail = {k: m[k] for k in DETAIL_KEYS if k in m}
+        if isinstance(detail.get("views"), dict):
+            detail["views"] = {k: (v["spec"] if isinstance(v, dict) else v) for k, v in detail["views"].items()}
+        return {"state": "complete", "rows": int(m["rows"]), "num_shards": int(m["num_shards"]), **detail}
+    done = art.done_shards()
+    return {"state": "partial", "shards_done": len(done), "rows": sum(int(art.marker(i)["rows"]) for i in done)}
+
+
+def _damaged(folder: Path, exc: Exception) -> dict[str, Any]:
+    """A bookkeeping file that does not read (cut short, edited, a field missing): which, and why."""
+    from megapairs.errors import DamagedFile, describe
+
+    stage = FOLDER_STAGE.get(folder.name)
+    again = f"rerun `megapairs {stage} --run {folder.parent}`" if stage else "rerun the command that wrote it"
+    if isinstance(exc, DamagedFile) and exc.path:
+        return {"state": "damaged", "path": exc.path, "reason": exc.reason or str(exc), "hint": exc.hint}
+    path = _unreadable(folder)
+    if isinstance(exc, (KeyError, TypeError, ValueError, AttributeError)):  # valid JSON of the wrong shape
+        reason = f"unexpected content ({type(exc).__name__}: {exc})"
+    else:
+        reason = describe(exc)[1]
+    hint = f"delete it and {again} to rewrite it (finished shards are kept)" if path.is_file() else \
+        f"check its files, then {again}"
+    return {"state": "damaged", "path": str(path), "reason": reason, "hint": hint}
+
+
+def _unreadable(folder: Path) -> Path:
+    """The manifest of a complete artifact, else the first completion marker without a row count."""
+    from megapairs.artifacts import DONE_DIR, manifest_file
+
+    manifest = manifest_file(folder)
+    if manifest.exists():
+        return manifest
+    for marker in sorted((folder / DONE_DIR).glob("part-*.json")):
+        try:
+            int(json.loads(marker.read_text())["rows"])
+        except (ValueError, KeyError, TypeError):
+            return marker
+    return folder / DONE_DIR
 
 
 def format_status(data: dict[str, Any]) -> str:
@@ -52,6 +90,8 @@ def format_status(data: dict[str, Any]) -> str:
             lines.append(f"  {name:12s} complete  {a['rows']} rows in {a['num_shards']} shards  {json.dumps(detail)}")
         elif a["state"] == "partial":
             lines.append(f"  {name:12s} partial   {a['shards_done']} shards done ({a['rows']} rows); rerun to resume")
+        elif a["state"] == "damaged":
+            lines.append(f"  {name:12s} damaged   {a['path']}: {a['reason']}; {a['hint']}")
         else:
             lines.append(f"  {name:12s} not started")
     return "\n".join(lines)

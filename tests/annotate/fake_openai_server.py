@@ -7,6 +7,7 @@ badusage: valid JSON whose usage.prompt_tokens is a list, badparts: content part
 number; for
 line-mode prompts also const: the same answer whatever the seed, long: cut off by max_tokens), and
 `die_after` N answered requests, after which the next request kills the process (SIGKILL).
+GET /v1/models lists `models` (settable by /control; None answers 404, as a server without it).
 Every request is appended to the --log file (JSON lines, fsynced) so a test can count requests
 across a crash.
 """
@@ -27,7 +28,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 app = FastAPI()
-STATE: dict[str, Any] = {"script": [], "die_after": None, "answered": 0, "log": None, "delay": 0.0}
+# `models`: what GET /v1/models lists (the names the tests' specs use); None: no such endpoint (404).
+MODELS = ["m", "base", "vlm", "instruct"]
+STATE: dict[str, Any] = {"script": [], "die_after": None, "answered": 0, "log": None, "delay": 0.0,
+                         "models": MODELS}
 
 
 def _log(entry: dict[str, Any]) -> None:
@@ -144,10 +148,18 @@ async def completions(request: Request) -> Any:
 @app.post("/control")
 async def control(request: Request) -> Any:
     body = await request.json()
-    for k in ("script", "die_after", "delay"):
+    for k in ("script", "die_after", "delay", "models"):
         if k in body:
             STATE[k] = body[k]
     return {"ok": True}
+
+
+@app.get("/v1/models")
+async def models() -> Any:
+    """As vLLM lists its served models (neither logged nor counted: request counts and `die_after` stay)."""
+    if STATE["models"] is None:
+        return JSONResponse({"error": {"message": "not found"}}, status_code=404)
+    return {"object": "list", "data": [{"id": m, "object": "model", "root": f"/models/{m}"} for m in STATE["models"]]}
 
 
 @app.get("/health")

@@ -59,7 +59,7 @@ def test_doc_command_is_accepted(where, command, monkeypatch) -> None:
         from megapairs.config import load_config
 
         preset = args.preset or "demo"
-        load_config(preset, None, _stage_overrides(args))  # ConfigError on an unknown field or bad value
+        load_config(preset, None, _stage_overrides(args)).check_specs()  # unknown field, bad value or model spec
     elif args.command == "train":
         from megapairs.train.cli import build_config
 

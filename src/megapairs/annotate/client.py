@@ -209,13 +209,13 @@ class OpenAICompatGenerator:
         pass
 
 
-@GENERATORS.register("openai")
+@GENERATORS.register("openai", check=parse_openai_spec)
 def _openai(arg: str, options: GenOptions) -> Generator:
     url, model = parse_openai_spec(arg)
     return OpenAICompatGenerator(url, model, api="chat", options=options, spec=f"openai:{arg}")
 
 
-@GENERATORS.register("openai-completions")
+@GENERATORS.register("openai-completions", check=parse_openai_spec)
 def _openai_completions(arg: str, options: GenOptions) -> Generator:
     url, model = parse_openai_spec(arg)
     return OpenAICompatGenerator(url, model, api="completions", options=options, spec=f"openai-completions:{arg}")

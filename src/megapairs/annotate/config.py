@@ -73,6 +73,7 @@ class AnnotateConfig(ConfigBase):
     api_key: str = ""  # else the OPENAI_API_KEY environment variable; blanked in to_dict (never saved)
     cache_path: str = ""  # empty: <run root>/_cache/annotate.sqlite
     strict_backends: bool = False  # raise instead of falling back when a backend cannot start
+    probe_servers: bool = True  # at run start, GET /v1/models of each openai: server (up? serves the model?)
     progress: bool = True
     llamacpp_threads: int = 0  # 0: all cores but one (at most 8)
     llamacpp_parallel: int = 2  # llama.cpp server slots (few slots keep the cached prompt prefixes warm)
@@ -83,8 +84,8 @@ class AnnotateConfig(ConfigBase):
 
     NOT_HASHED: ClassVar[tuple[str, ...]] = (
         "concurrency", "timeout_s", "retries", "backoff_s", "backoff_max_s", "api_key", "cache_path",
-        "strict_backends", "progress", "llamacpp_threads", "llamacpp_parallel", "max_fallback_share",
-        "max_failure_share",
+        "strict_backends", "probe_servers", "progress", "llamacpp_threads", "llamacpp_parallel",
+        "max_fallback_share", "max_failure_share",
     )
 
     def validate(self) -> None:
@@ -123,6 +124,14 @@ class AnnotateConfig(ConfigBase):
         for name in ("describer", "writer"):
             if ":" not in getattr(self, name):
                 raise ConfigError(f"{self.where_name()}.{name}: spec must look like prefix:argument")
+
+    def check_specs(self, where: str) -> None:
+        from megapairs.annotate.roles import DESCRIBERS, WRITERS
+
+        for registry, name in ((DESCRIBERS, "describer"), (WRITERS, "writer")):
+            registry.check(getattr(self, name), f"{where}.{name}")
+            for i, spec in enumerate(getattr(self, f"{name}_fallbacks")):
+                registry.check(spec, f"{where}.{name}_fallbacks[{i}]")
 
     def where_name(self) -> str:
         return getattr(self, "_where", type(self).__name__)

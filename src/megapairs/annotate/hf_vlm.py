@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from megapairs.annotate.llm import GENERATORS, BackendUnavailable, GenOptions, GenRequest, GenResult, Generator
+from megapairs.registry import needs_argument
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
@@ -89,6 +90,6 @@ class HFVLMGenerator:
         self.model = None
 
 
-@GENERATORS.register("hf-vlm")
+@GENERATORS.register("hf-vlm", check=needs_argument("hf-vlm", "Qwen/Qwen2-VL-2B-Instruct"))
 def _hf_vlm(arg: str, options: GenOptions) -> Generator:
     return HFVLMGenerator(arg, options)

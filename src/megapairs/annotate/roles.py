@@ -357,7 +357,14 @@ DESCRIBERS: Registry[Describer] = Registry("describer")
 WRITERS: Registry[Writer] = Registry("writer")
 
 
-@DESCRIBERS.register("captions")
+def _check_captions(arg: str) -> None:
+    from megapairs.annotate.llm import GENERATORS
+
+    if split_spec(arg)[0] != "template":
+        GENERATORS.check(arg, "")
+
+
+@DESCRIBERS.register("captions", check=_check_captions)
 def _captions(arg: str, ctx: RoleContext) -> Describer:
     if split_spec(arg)[0] == "template":
         return TemplateDescriber(ctx)
@@ -391,6 +398,10 @@ def writer_mode(config: AnnotateConfig, gen: Generator) -> str:
     return "line" if _completion_style(gen) else "list"
 
 
+# Generators that only complete text (no image input): a describer uses them through `captions:`.
+TEXT_ONLY_GENERATORS = ("llamacpp", "openai-completions")
+
+
 def _register_generator_prefixes() -> None:
     import megapairs.annotate.client  # noqa: F401  (the generator modules register their prefixes)
     import megapairs.annotate.hf_vlm  # noqa: F401
@@ -398,6 +409,11 @@ def _register_generator_prefixes() -> None:
     from megapairs.annotate.llm import GENERATORS
 
     for prefix in GENERATORS.prefixes():
+        def check_describer(arg: str, _p: str = prefix) -> None:
+            if _p in TEXT_ONLY_GENERATORS:  # what ImageDescriber would refuse when the stage starts
+                raise SpecError(f"describer {_p}:{arg} cannot take images; use captions:{_p}:{arg}")
+            GENERATORS.check(f"{_p}:{arg}", "")
+
         def image_describer(arg: str, ctx: RoleContext, _p: str = prefix) -> Describer:
             return ImageDescriber(ctx.generator(f"{_p}:{arg}"), ctx)
 
@@ -407,8 +423,8 @@ def _register_generator_prefixes() -> None:
                 return LineWriter(gen, ctx)
             return ModelWriter(gen, ctx)
 
-        DESCRIBERS.register(prefix)(image_describer)
-        WRITERS.register(prefix)(model_writer)
+        DESCRIBERS.register(prefix, check=check_describer)(image_describer)
+        WRITERS.register(prefix, check=lambda arg, _p=prefix: GENERATORS.check(f"{_p}:{arg}", ""))(model_writer)
 
 
 _register_generator_prefixes()

@@ -46,5 +46,11 @@ class EmbedConfig(ConfigBase):
         if not self.views():
             raise ConfigError(f"{self.where}: at least one of image, visual, caption must name an encoder")
 
+    def check_specs(self, where: str) -> None:
+        from megapairs.embed.backends import check_encoder_spec
+
+        for view, spec in self.views().items():
+            check_encoder_spec(spec, VIEW_MODALITY[view], f"{where}.{view}")
+
     def views(self) -> dict[str, str]:
         return {v: getattr(self, v) for v in VIEW_MODALITY if getattr(self, v)}

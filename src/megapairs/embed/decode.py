@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from megapairs.corpus.images import load_image
+from megapairs.errors import RunFailure
 
 if TYPE_CHECKING:
     from megapairs.embed.config import EmbedConfig
@@ -76,6 +77,10 @@ class Geometry:
 def draft_side(geometries: dict[str, Geometry]) -> int:
     """The JPEG draft target that loses no resolution for any of the geometries."""
     return max(g.min_side for g in geometries.values())
+
+
+class DecodeFailed(RunFailure):
+    """Decode worker processes kept dying on one batch (after one rebuild of the pool)."""
 
 
 def decode_rows(rows: list[dict[str, Any]], geometries: dict[str, Geometry],
@@ -161,22 +166,67 @@ class Decoder:
         if self.pool is not None:
             self._finalizer()
 
+    def _rebuild(self) -> None:
+        """A new process pool in place of a broken one (a worker died: killed for memory, a crash in a
+        native decoder); its queued work is lost, the caller resubmits it."""
+        self._finalizer.detach()
+        assert self.pool is not None
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = make_pool(self.mode, self.workers)
+        if isinstance(self.pool, cf.ThreadPoolExecutor):
+            self.mode = "threads"  # processes could not start again
+        self._finalizer = weakref.finalize(self, self.pool.shutdown, wait=False, cancel_futures=True)
+
     def _submit(self, chunk: list[dict[str, Any]]) -> list[cf.Future]:
         if self.pool is None:
             return []
         # Only what decoding needs crosses to a process (not ids or captions).
         rows = [{"uri": r["uri"], "image_bytes": r.get("image_bytes")} for r in chunk]
         step = -(-len(rows) // self.workers)
-        return [self.pool.submit(decode_rows, rows[i : i + step], self.geometries, self.draft)
-                for i in range(0, len(rows), step)]
+        try:
+            return [self.pool.submit(decode_rows, rows[i : i + step], self.geometries, self.draft)
+                    for i in range(0, len(rows), step)]
+        except BrokenProcessPool as e:  # broken by a batch in flight: this one fails when collected, and
+            failed: cf.Future = cf.Future()  # is decoded again there like any batch of a broken pool
+            failed.set_exception(e)
+            return [failed]
+
+    def _collect(self, futures: list[cf.Future]) -> list[dict[str, np.ndarray]]:
+        return [a for f in futures for a in f.result()]
 
     def batches(self, rows: list[dict[str, Any]]) -> Iterator[tuple[list[dict], dict[str, np.ndarray]]]:
-        """(rows of the batch, {key: uint8 (B, H, W, 3)}) in order."""
+        """(rows of the batch, {key: uint8 (B, H, W, 3)}) in order. When a decode process dies, the pool
+        is rebuilt and the batch decoded again, once; a second death on that batch is a RunFailure."""
         bs = self.batch_size
         chunks = [rows[i : i + bs] for i in range(0, len(rows), bs)]
         pending = [self._submit(c) for c in chunks[:2]]
         for j, chunk in enumerate(chunks):
-            arrays = [a for f in pending.pop(0) for a in f.result()]
+            futures = pending.pop(0)
+            try:
+                arrays = self._collect(futures)
+            except BrokenProcessPool as e:
+                arrays = self._retry(chunk, chunks[j + 1 : j + 2], pending, e)
             if j + 2 < len(chunks):
                 pending.append(self._submit(chunks[j + 2]))
             yield chunk, stack_batches(arrays)
+
+    def _retry(self, chunk: list[dict[str, Any]], ahead: list[list[dict[str, Any]]], pending: list[list[cf.Future]],
+               first: BaseException) -> list[dict[str, np.ndarray]]:
+        """Decode `chunk` again on a new pool, alone: the batch queued behind it (`ahead`, lost with
+        the old pool, and perhaps the one that killed it) is resubmitted only after, so a second death
+        is blamed on the right batch."""
+        log.warning("embed: a decode process died (%s); restarting the %d decode processes and decoding "
+                    "the batch again", first, self.workers)
+        self._rebuild()
+        try:
+            arrays = self._collect(self._submit(chunk))
+            pending[:] = [self._submit(c) for c in ahead]
+            return arrays
+        except BrokenProcessPool:
+            self._rebuild()  # the next shard (after a rerun, or another worker) gets a working pool
+            uris = ", ".join(str(r.get("uri", "?"))[:80] for r in chunk[:3]) + (", ..." if len(chunk) > 3 else "")
+            raise DecodeFailed(
+                f"a decode process died twice on the same batch of {len(chunk)} images ({uris}): an image there "
+                "may crash the decoder, or the machine is short of memory",
+                hint="lower embed.decode_workers or embed.batch_size, or set embed.decode_mode=threads, or exclude "
+                "the image; finished shards are kept, rerun the same command to resume") from None

@@ -1,10 +1,11 @@
-"""`megapairs export`: write the MegaPairs-format dataset of a run.
+"""The export stage on its own: `python -m megapairs.export.cli` (prog `megapairs-export`).
 
-    megapairs export --run RUN [--out DIR] [--executor local|ray] [--overwrite] [export.FIELD=VALUE ...]
+    python -m megapairs.export.cli --run RUN [--out DIR] [--executor local|ray] [--overwrite] [FIELD=VALUE ...]
 
-Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
-`formats=[parquet,webdataset]`). The lead's top-level CLI adds this with `register(subparsers)`;
-`main(argv)` runs it alone (`python -m megapairs.export.cli`).
+Like `megapairs export`, it starts from the run's saved config.yaml (its export section and executor),
+so it finds the export `megapairs run` made; a `--config` file's export fields and then the overrides
+go on top. Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
+`formats=[parquet,webdataset]`). `register(subparsers)` adds the same parser to another CLI.
 """
 
 from __future__ import annotations
@@ -15,20 +16,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from megapairs.configbase import apply_overrides
 
 SECTION = "export"
 
 
-def build_config(overrides: list[str], config_file: str | None = None):
+def saved_config(run: str | Path | None) -> dict[str, Any]:
+    """The run's config.yaml (what `megapairs run` saved), or {} for a run without one."""
+    from megapairs.config import read_yaml
+
+    saved = Path(run) / "config.yaml" if run else None
+    return read_yaml(saved) if saved is not None and saved.is_file() else {}
+
+
+def build_config(overrides: list[str], config_file: str | None = None, run: str | Path | None = None):
+    """The export section of the run's saved config.yaml (as `megapairs export` uses it), then a
+    YAML file's export fields, then the overrides, each on top of the last."""
+    from megapairs.config import read_yaml
     from megapairs.export.config import ExportConfig
 
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = dict(saved_config(run).get(SECTION) or {})
     if config_file:
-        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
-        data = dict(loaded.get(SECTION, loaded) if isinstance(loaded, dict) else {})
+        loaded = read_yaml(config_file)
+        data.update(loaded.get(SECTION, loaded) or {})
     items = [o[len(SECTION) + 1:] if o.startswith(SECTION + ".") else o for o in overrides]
     return ExportConfig.from_dict(apply_overrides({SECTION: data}, [f"{SECTION}.{o}" for o in items])[SECTION],
                                   SECTION)
@@ -42,11 +52,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "preview. Resumable: rerun to finish an interrupted export.")
     p.add_argument("--run", required=True, help="run folder holding corpus/, pairs/ and annotations/")
     p.add_argument("--out", default=None, help="dataset folder (default: RUN/dataset)")
-    p.add_argument("--config", default=None, help="YAML file with an `export:` section (or the fields alone)")
-    p.add_argument("--executor", default="local", help="local (default), ray, or ray:ADDRESS")
+    p.add_argument("--config", default=None, help="YAML file with an `export:` section (or the fields alone), "
+                   "laid over the run's saved config.yaml")
+    p.add_argument("--executor", default=None, help="local, ray, or ray:ADDRESS (default: the run's, else local)")
     p.add_argument("--overwrite", action="store_true", help="discard an export made with another configuration")
     p.add_argument("--no-validate", action="store_true", help="skip the contract check after writing")
-    p.add_argument("overrides", nargs="*", help="export.FIELD=VALUE (the prefix is optional)")
+    p.add_argument("overrides", nargs="*", help="export.FIELD=VALUE (the prefix is optional), over the run's "
+                   "saved config.yaml")
     p.set_defaults(func=run_cli)
     return p
 
@@ -58,11 +70,12 @@ def run_cli(args: argparse.Namespace) -> int:
     from megapairs.pipeline import check_output_folder
     from megapairs.stages import run_stage
 
-    config = build_config(args.overrides, args.config)
+    config = build_config(args.overrides, args.config, args.run)
+    executor = args.executor or saved_config(args.run).get("executor") or "local"
     stage = ExportStage(args.run, config, output=args.out)
     if args.out is not None:
         check_output_folder(Path(args.run), stage)  # never into the run itself or another artifact
-    manifest = run_stage(stage, make_executor(args.executor), overwrite=args.overwrite)
+    manifest = run_stage(stage, make_executor(executor), overwrite=args.overwrite)
     out = stage.output_path
     print(json.dumps({"dataset": str(out), "triplets": manifest.get("rows"), "splits": manifest.get("splits"),
                       "images": manifest.get("images"), "dropped": manifest.get("dropped")}, indent=2))

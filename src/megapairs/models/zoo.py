@@ -16,7 +16,7 @@ from typing import Any
 
 from megapairs.models.base import RETRIEVERS
 from megapairs.models.common import read_meta
-from megapairs.registry import SpecError
+from megapairs.registry import SpecError, needs_argument
 
 
 def retriever_class(kind: str):
@@ -35,24 +35,32 @@ def retriever_class(kind: str):
     raise SpecError(f"unknown retriever class {kind!r}; known: clip, mllm, offline")
 
 
-@RETRIEVERS.register("clip")
+@RETRIEVERS.register("clip", check=needs_argument("clip", "openai/clip-vit-base-patch16"))
 def _clip(name: str, **options: Any):
     return retriever_class("clip").from_pretrained(name, spec=f"clip:{name}", **options)
 
 
-@RETRIEVERS.register("mllm")
+@RETRIEVERS.register("mllm", check=needs_argument("mllm", "BAAI/BGE-VL-MLLM-S1"))
 def _mllm(name: str, **options: Any):
     return retriever_class("mllm").from_pretrained(name, spec=f"mllm:{name}", **options)
 
 
-@RETRIEVERS.register("offline")
-def _offline(name: str, device: str = "auto", **options: Any):
+def _check_offline(name: str) -> None:
     if name not in ("default", ""):
-        raise SpecError(f"unknown offline retriever {name!r}; the packaged one is offline:default")
+        raise SpecError(f"unknown offline retriever offline:{name}; the packaged one is offline:default")
+
+
+@RETRIEVERS.register("offline", check=_check_offline)
+def _offline(name: str, device: str = "auto", **options: Any):
+    _check_offline(name)
     return retriever_class("offline")(device=device, spec="offline:default", **options)
 
 
-@RETRIEVERS.register("ckpt")
+def _check_ckpt(folder: str) -> None:
+    resolve_checkpoint(folder)  # the folder must exist (cheap: no weights read)
+
+
+@RETRIEVERS.register("ckpt", check=_check_ckpt)
 def _ckpt(folder: str, **options: Any):
     path = resolve_checkpoint(folder)
     meta = read_meta(path)

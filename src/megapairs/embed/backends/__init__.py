@@ -21,9 +21,15 @@ def build_text_encoder(spec: str, device: str = "cpu") -> TextEncoder:
     return TEXT_ENCODERS.build(spec, device=device)
 
 
+def check_encoder_spec(spec: str, modality: str, field: str) -> None:
+    """SpecError naming `field` unless `spec` names a known image / text encoder; loads no model."""
+    _register_builtins()
+    (IMAGE_ENCODERS if modality == "image" else TEXT_ENCODERS).check(spec, field)
+
+
 def _register_builtins() -> None:
     import megapairs.embed.backends.hf  # noqa: F401
     import megapairs.embed.backends.offline  # noqa: F401
 
 
-__all__ = ["ImageEncoder", "TextEncoder", "build_image_encoder", "build_text_encoder"]
+__all__ = ["ImageEncoder", "TextEncoder", "build_image_encoder", "build_text_encoder", "check_encoder_spec"]

@@ -17,6 +17,7 @@ from megapairs.embed.backends.base import (
     IMAGE_ENCODERS, TEXT_ENCODERS, ImageEncoder, TextEncoder, pick_device, pooled,
 )
 from megapairs.embed.backends.preprocess import from_hf_folder
+from megapairs.registry import needs_argument
 
 DUAL_TOWER = {"clip", "siglip", "siglip2"}
 VISION_ONLY = {"dinov2", "dinov2_with_registers", "dinov3_vit", "vit"}
@@ -115,11 +116,11 @@ class HFTextEncoder(TextEncoder):
         return F.normalize(feats.float(), dim=-1).cpu()
 
 
-@IMAGE_ENCODERS.register("hf")
+@IMAGE_ENCODERS.register("hf", check=needs_argument("hf", "openai/clip-vit-base-patch16"))
 def _hf_image(name: str, device: str = "cpu") -> ImageEncoder:
     return HFImageEncoder(name, device=device)
 
 
-@TEXT_ENCODERS.register("hf")
+@TEXT_ENCODERS.register("hf", check=needs_argument("hf", "sentence-transformers/all-MiniLM-L6-v2"))
 def _hf_text(name: str, device: str = "cpu") -> TextEncoder:
     return HFTextEncoder(name, device=device)

