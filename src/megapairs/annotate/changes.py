@@ -227,9 +227,10 @@ def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
             out.append(Change("remove", " ".join(removed), "", ["title"]))
         # a word more or less in the name itself ("harp" -> "classical harp", "old car" -> "car",
         # "potato" -> "potato chips"): the wordings ask for the target by its whole name
-        elif added and not removed and len(added) <= 2 and len(tc) <= 4:
+        # (only when one name holds the other whole: "AIGA signs" -> "road signs" is no qualifying)
+        elif added and not removed and len(added) <= 2 and len(set(tc)) == len(tc) <= 3 and ss <= ts:
             out.append(Change("qualify", "", " ".join(added), ["title"], " ".join(sc), " ".join(tc)))
-        elif removed and not added and len(removed) <= 2 and len(sc) <= 4:
+        elif removed and not added and len(removed) <= 2 and len(set(sc)) == len(sc) <= 3 and ts <= ss:
             out.append(Change("plain", " ".join(removed), " ".join(tc), ["title"], " ".join(sc), " ".join(tc)))
     return out, list(dict.fromkeys(shared))
 
@@ -254,7 +255,8 @@ def _after_connector(title: list[str], extra: list[str]) -> bool:
 
 
 def article(noun: str) -> str:
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+    vowel = noun[:1].lower() in "aeiou" and not noun.lower().startswith(("uni", "use", "eu", "one"))
+    return ("an " if vowel else "a ") + noun
 
 
 def _an(name: str) -> str:
