@@ -114,18 +114,3 @@ def test_train_config_selects_the_combiner(clip_dir, tmp_path):
                       num_workers=0)
     with pytest.raises(ConfigError, match="offline retriever"):
         Trainer(cfg, tmp_path / "out").fit()
-
-
-def test_freeze_text_head_keeps_the_instruction_projection():
-    from megapairs.train.config import TrainConfig
-
-    model = OfflineFusionRetriever(device="cpu")
-    model.prepare_for_training(TrainConfig(freeze_text_head=True))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert not trainable & {"text_proj.weight", "text_proj.bias"}
-    assert {"class_proj", "visual_proj.weight", "text_weight"} <= trainable
-    model.prepare_for_training(TrainConfig())
-    assert {"text_proj.weight", "text_proj.bias"} <= {n for n, p in model.named_parameters() if p.requires_grad}
-    # unset, it leaves older runs' config hashes alone
-    assert "freeze_text_head" not in TrainConfig().hashed_dict()
-    assert "freeze_text_head" in TrainConfig(freeze_text_head=True).hashed_dict()

@@ -281,7 +281,6 @@ class OfflineFusionRetriever(EmbeddingRetriever):
         self.enable_tower_tuning(0 if cfg.freeze_vision else n, 0 if cfg.freeze_text else n)
         if getattr(cfg, "fusion", "sum") == "combiner":
             self.enable_combiner(cfg.combiner_dim)
-        self.text_proj.requires_grad_(not getattr(cfg, "freeze_text_head", False))
 
     # -- saving / loading ------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> Path:

@@ -55,9 +55,6 @@ class TrainConfig(ConfigBase):
     lora_targets: tuple[str, ...] = ()  # module-name suffixes; empty: the retriever's defaults
     fusion: str = "sum"  # offline retriever's composed queries: "sum" (score fusion) or "combiner" (trainable)
     combiner_dim: int = 512  # hidden width of the combiner (fusion=combiner)
-    # offline retriever: keep the instruction's projection at its start (identity), so words the
-    # training instructions never use keep MiniLM's meaning (docs/results.md, session 5)
-    freeze_text_head: bool = False
 
     # speed
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU
@@ -84,8 +81,7 @@ class TrainConfig(ConfigBase):
         "keep_checkpoints", "feature_cache", "feature_cache_dir",
     )
     # hashed only when set: see ConfigBase.HASHED_IF_SET
-    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0, "fusion": "sum", "combiner_dim": 512,
-                                                   "freeze_text_head": False}
+    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0, "fusion": "sum", "combiner_dim": 512}
 
     def validate(self) -> None:
         where = getattr(self, "_where", "TrainConfig")
