@@ -136,7 +136,8 @@ def diff_kind(a: list[str], b: list[str]) -> tuple[str, str, str] | None:
 def request(kind: str, src: str, tgt: str) -> list[str]:
     if kind == "style":
         tgt = STYLE_NAMES.get(tgt, tgt)
-    fill = {"s": src, "t": tgt, "a": article(tgt) if tgt else "", "A": article((src if kind == "attribute" else tgt) or "it")}
+    whole = (src if kind == "attribute" else tgt) or "it"  # the target's whole name
+    fill = {"s": src, "t": tgt, "a": article(tgt) if tgt else "", "A": article(whole)}
     return [w.format(**fill) for w in WORDING[kind]]
 
 

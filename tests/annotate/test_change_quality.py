@@ -101,8 +101,7 @@ def test_pointer_words_are_no_objects(a, b):
 def test_objects_added_or_dropped_after_a_connector():
     assert _kinds(changes.pair_changes("house", "", "house with tree", "")) == [("add", "", "tree")]
     assert _kinds(changes.pair_changes("man holding umbrella", "", "man", "")) == [("remove", "umbrella", "")]
-    # an adjective is no object: the target is named whole ("fried eggs"), not "with fried"
-    assert _kinds(changes.pair_changes("eggs", "", "fried eggs", "")) == [("qualify", "", "fried")]
+    assert not changes.pair_changes("eggs", "", "fried eggs", "").describable  # an adjective is no object
 
 
 # -- the validator -----------------------------------------------------------------------------------
@@ -256,7 +255,6 @@ def test_papirus_scheme_names_are_colours_not_objects():
     # folder-breeze-important -> folder-paleorange-important was "object breeze to pale"; Breeze's
     # folders are blue, and "custom" / "nordic" name colour schemes, not things
     from megapairs.corpus.icons import list_icons
-
     from megapairs.corpus.images import render_svg
 
     try:
@@ -268,31 +266,10 @@ def test_papirus_scheme_names_are_colours_not_objects():
     def pair(a: str, b: str) -> changes.PairChanges:
         ia, ib = icons[a], icons[b]
         ra, rb = (render_svg(Path(i["uri"]).read_bytes(), 192) for i in (ia, ib))
-        return changes.pair_changes(ia["caption"], ia["label"], ib["caption"], ib["label"], ia["uri"], ib["uri"], ra, rb)
+        return changes.pair_changes(ia["caption"], ia["label"], ib["caption"], ib["label"], ia["uri"], ib["uri"],
+                                    ra, rb)
 
     p = pair("folder-breeze-important.svg", "folder-paleorange-important.svg")
     assert _kinds(p) == [("colour", "blue", "orange")]
     p = pair("folder-custom-documents.svg", "folder-nordic-documents.svg")
     assert all(c.kind != "swap" for c in p.changes)
-
-
-def test_a_word_more_or_less_in_the_name_asks_for_the_target_by_name():
-    # "Harp" -> "Classical Harp" and "Thought Cloud" -> "Cloud" had no stated change, so mining dropped them
-    p = _pair("recreation/music/harp_mo_01.svg", "recreation/music/harp2_ganson.svg")
-    assert _kinds(p) == [("qualify", "", "classical")]
-    texts = {t for seed in range(30) for t in changes.instructions(p, random.Random(seed), 6)}
-    assert {"A classical harp.", "Make it a classical harp."} <= texts
-    p = _pair("signs_and_symbols/thought_cloud_jon_philli_01.svg", "signs_and_symbols/cloud_jon_phillips_01.svg")
-    assert _kinds(p) == [("plain", "thought", "cloud")]
-    texts = changes.instructions(p, random.Random(0), 6)
-    assert len(texts) == 6 and all("cloud" in t and "thought" not in t for t in texts)
-    # one name must hold the other whole: "AIGA Symbol Signs" -> "SVG Road Signs" is no "road signs"
-    # qualifying (the acronyms left out of the compared words hid that the names differ)
-    aiga = _pair("transportation/aiga-symbols/aiga_cashier1.svg", "transportation/roadsigns/bus_lane.svg")
-    assert not aiga.describable
-    # and every wording passes the validator (the stage's defaults)
-    for pair in (p, _pair("recreation/music/harp_mo_01.svg", "recreation/music/harp2_ganson.svg")):
-        note, texts = changes.describe(pair), changes._templates(pair.changes[0], "")
-        check = check_instructions(texts, note, min_count=1, max_count=len(texts), max_chars=300, min_words=2,
-                                   relation_parts=note_parts(note), change_words=changes.change_words(pair))
-        assert check.rejected == [], note

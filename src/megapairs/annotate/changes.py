@@ -225,13 +225,6 @@ def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
             out.append(Change("add", "", " ".join(added), ["title"]))
         elif removed and not added and len(removed) <= 3 and _after_connector(s.all_words, removed):
             out.append(Change("remove", " ".join(removed), "", ["title"]))
-        # a word more or less in the name itself ("harp" -> "classical harp", "old car" -> "car",
-        # "potato" -> "potato chips"): the wordings ask for the target by its whole name
-        # (only when one name holds the other whole: "AIGA signs" -> "road signs" is no qualifying)
-        elif added and not removed and len(added) <= 2 and len(set(tc)) == len(tc) <= 3 and ss <= ts:
-            out.append(Change("qualify", "", " ".join(added), ["title"], " ".join(sc), " ".join(tc)))
-        elif removed and not added and len(removed) <= 2 and len(set(sc)) == len(sc) <= 3 and ts <= ss:
-            out.append(Change("plain", " ".join(removed), " ".join(tc), ["title"], " ".join(sc), " ".join(tc)))
     return out, list(dict.fromkeys(shared))
 
 
@@ -340,7 +333,7 @@ def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, 
     if not related:  # different things that happen to differ in an attribute word: no stated change
         changes = []
     kept = list(shared)
-    if px.same_shape and not any(c.kind in ("swap", "add", "remove", "qualify", "plain") for c in changes):
+    if px.same_shape and not any(c.kind in ("swap", "add", "remove") for c in changes):
         kept.append("the same shape")
     subject = " ".join(shared[:3])
     if not subject:
@@ -382,8 +375,6 @@ def _side_phrase(subject: str, changes: list[Change], side: str) -> str:
             after.append(_TRANSFORM_TEXT[c.target] if side == "target" else "in its original orientation")
         elif c.kind == "swap" and v:
             after.append(f"with {v}")
-        elif c.kind in ("qualify", "plain"):
-            after.append(f"({c.source_name if side == 'source' else c.target_name})")
         elif c.kind == "add" and side == "target":
             after.append(f"with {c.target}")
         elif c.kind == "remove" and side == "source":
@@ -406,10 +397,6 @@ def change_sentence(c: Change) -> str:
         return f"the target adds {c.target}"
     if c.kind == "remove":
         return f"the target drops {c.source}"
-    if c.kind == "qualify":
-        return f"the target is {_an(c.target_name)}, adding {c.target}"
-    if c.kind == "plain":
-        return f"the target is just {_an(c.target_name)}, without {c.source}"
     what = {"colour": "colour", "to_black_and_white": "colour", "to_colour": "colour", "direction": "direction",
             "state": "state", "size": "size", "number": "number", "swap": "object"}[c.kind]
     return f"{what} {c.source or 'unnamed'} to {c.target}"
@@ -495,14 +482,6 @@ _WORDINGS: dict[str, list[str]] = {
         "The same {o} with {t}.", "Add {t} to it.", "Show it with {t}.", "Same {o}, plus {t}.",
         "Add {t} to the {o}.", "With {t} added.",
     ],
-    "qualify": [
-        "{Atn}.", "Make it {atn}.", "Show {atn}.", "I want {atn}.", "{Atn} instead.", "Same but {t}.",
-        "Make it {t}.", "The {t} kind.", "Now {atn}.", "Change it to {atn}.", "{Atn} instead of {asn}.",
-    ],
-    "plain": [
-        "Just {atn}.", "A plain {tn}.", "Only {atn}.", "Just a simple {tn}.", "{Atn}, nothing more.",
-        "The same, but just {atn}.", "A basic {tn}.", "Make it a plain {tn}.",
-    ],
     "remove": [
         "Remove the {s}.", "Without the {s}.", "Same but without the {s}.", "Take away the {s}.",
         "Leave out the {s}.", "No {s}.", "Get rid of the {s}.", "The {o} without the {s}.", "Delete the {s}.",
@@ -542,7 +521,7 @@ def _filled(c: Change, obj: str) -> list[tuple[str, bool]]:
     values = {"t": t, "s": s if c.kind != "to_black_and_white" or s != "colour" else "",
               "o": obj, "at": article(t) if t else "", "n": t,
               "more": {"big": "bigger", "small": "smaller"}.get(t, ""),
-              "sn": c.source_name, "asn": _an(c.source_name), "atn": _an(c.target_name), "tn": c.target_name}
+              "sn": c.source_name, "asn": _an(c.source_name), "atn": _an(c.target_name)}
     if c.kind == "add" and not t.endswith("s"):
         values["t"] = article(t)  # "with a tree"; a plural stays bare ("with wheels")
     if c.kind == "to_colour" and t == "colour":
@@ -624,7 +603,7 @@ _VERBS = {
     "transform": {"mirror", "mirrored", "flip", "flipped", "rotate", "rotated", "turn", "upside", "reverse",
                   "opposite", "other", "degrees", "side", "sideways", "counterclockwise"},
     "state": set(), "size": {"bigger", "smaller", "larger", "enlarge", "shrink"}, "number": {"number"},
-    "swap": set(), "qualify": set(), "plain": {"just", "plain", "only", "simple", "basic"},
+    "swap": set(),
     "add": {"add", "added", "plus", "include"},
     "remove": {"remove", "without", "take", "leave", "no", "rid", "delete", "minus"},
 }
