@@ -214,7 +214,7 @@ def main() -> None:
     kinds: dict[str, int] = defaultdict(int)
     for r in rows:
         kinds[r["kind"]] += 1
-    print(f"{len(rows)} queries over {len(used)} drawings ({len(excluded)} excluded) {dict(kinds)} -> {out}")
+    print(f"{len(rows)} queries over {len(names)} drawings ({len(excluded)} excluded) {dict(kinds)} -> {out}")
 
 
 if __name__ == "__main__":
