@@ -5,6 +5,7 @@ collection names read as objects, and instructions the validator wrongly turned 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -192,7 +193,9 @@ def test_an_icon_is_named_as_an_icon_and_a_swap_names_no_object():
     # "The baseball with bat instead.": the shared word of "Baseball Cap" / "Baseball Bat" is no object
     swap = changes.pair_changes("Baseball Cap (B and W): sports", "", "Baseball Bat (B and W): bat", "")
     texts = {t for seed in range(30) for t in changes.instructions(swap, random.Random(seed), 5)}
-    assert not any("baseball" in t.lower() for t in texts)
+    assert not any("baseball with" in t.lower() for t in texts)
+    # the shared word is part of the thing's name: a wording may name it whole
+    assert any("a baseball bat" in t.lower() for t in texts)
 
 
 def test_pixels_state_no_colour_change_the_titles_deny():
@@ -231,3 +234,42 @@ def test_a_shared_outline_does_not_relate_unrelated_titles(a, b):
     # a card back and a dot pattern (both card-sized rectangles), a smiley and a round icon: they were
     # stated as "colour to black and white"
     assert not _pair(a, b).describable
+
+
+# -- session 5: names, not bare words ----------------------------------------------------------------
+def test_a_swap_asks_for_the_whole_named_thing():
+    # "Same but dog." / "Make it dog instead of monkey." read the swapped word bare; people ask for
+    # "a dog head" (OpenClipart: monkey_head_nicu_buculei_01 -> dog_head_nicu_buculei_01)
+    p = _pair("animals/mammals/monkey_head_nicu_buculei_01.svg", "animals/mammals/dogs/dog_head_nicu_buculei_01.svg")
+    assert _kinds(p) == [("swap", "monkey", "dog")]
+    texts = {t for seed in range(40) for t in changes.instructions(p, random.Random(seed), 6)}
+    assert {"A dog head instead.", "Turn the monkey head into a dog head."} <= texts
+    # an icon's name says "icon": "a network receive icon", not "a network receive"
+    icon = changes.pair_changes("green network idle icon, gnome wise theme", "",
+                                "green network receive icon, gnome wise theme", "")
+    texts = {t for seed in range(40) for t in changes.instructions(icon, random.Random(seed), 6)}
+    assert "A network receive icon instead." in texts and not any("network receive." in t for t in texts)
+
+
+def test_papirus_scheme_names_are_colours_not_objects():
+    # folder-breeze-important -> folder-paleorange-important was "object breeze to pale"; Breeze's
+    # folders are blue, and "custom" / "nordic" name colour schemes, not things
+    from megapairs.corpus.icons import list_icons
+    from megapairs.corpus.images import render_svg
+
+    try:
+        found = list_icons("icons:Papirus/places/folder-*-important|folder-*-documents")
+    except Exception:  # noqa: BLE001 - the theme is not installed
+        pytest.skip("papirus-icon-theme not installed")
+    icons = {Path(i["uri"]).name: i for i in found}
+
+    def pair(a: str, b: str) -> changes.PairChanges:
+        ia, ib = icons[a], icons[b]
+        ra, rb = (render_svg(Path(i["uri"]).read_bytes(), 192) for i in (ia, ib))
+        return changes.pair_changes(ia["caption"], ia["label"], ib["caption"], ib["label"], ia["uri"], ib["uri"],
+                                    ra, rb)
+
+    p = pair("folder-breeze-important.svg", "folder-paleorange-important.svg")
+    assert _kinds(p) == [("colour", "blue", "orange")]
+    p = pair("folder-custom-documents.svg", "folder-nordic-documents.svg")
+    assert all(c.kind != "swap" for c in p.changes)

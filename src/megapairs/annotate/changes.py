@@ -74,6 +74,10 @@ class Change:
     source: str = ""  # the source's value ("" when it has none, e.g. for add)
     target: str = ""  # the target's value
     evidence: list[str] = field(default_factory=list)  # title | file name | pixels
+    # swap: what each side is called as a whole ("dog head" for monkey -> dog), for wordings that
+    # ask for the thing rather than a bare word ("a dog head instead", not "same but dog")
+    source_name: str = ""
+    target_name: str = ""
 
 
 @dataclass
@@ -116,6 +120,18 @@ class Side:
         self.evidence.setdefault(f"{kind}:{value}", where)
 
 
+# Papirus folder colour schemes named after desktops (folder-breeze-music): no object. Adwaita's and
+# Breeze's folders are blue on the pixels; Nordic's, Yaru's and "custom" are greyish with a tint, so
+# their colour is left to the pixels.
+_SCHEME_COLOURS = {"adwaita": "blue", "breeze": "blue", "nordic": "", "yaru": "", "custom": ""}
+_SCHEME = re.compile(r"\b(" + "|".join(_SCHEME_COLOURS) + r")\b")
+
+
+def _scheme_words(text: str) -> str:
+    """A Papirus caption's or file name's scheme names as their colour (or nothing)."""
+    return _SCHEME.sub(lambda m: _SCHEME_COLOURS[m.group(1)], text)
+
+
 # "…, gnome brave theme" (icon captions): the theme is where the picture comes from, not what it shows
 _THEME_CLAUSE = re.compile(r",\s*[\w\s-]{1,40}\btheme\b.*$", re.IGNORECASE)
 
@@ -127,7 +143,10 @@ _LEXICONS = (("colour", COLOURS, _COLOUR_CANON, "colours"), ("direction", DIRECT
 
 def read_side(caption: str, label: str, uri: str = "") -> Side:
     info = parse_caption(caption, label)
+    papirus = "papirus" in caption.lower() or "/papirus" in uri.lower()
     title = _THEME_CLAUSE.sub("", info.title or "")
+    if papirus:
+        title, uri = _scheme_words(title.lower()), _scheme_words(uri.lower())
     all_words = words(BW_PHRASES.sub(" ", title))
     side = Side([w for w in all_words if w not in _MINOR], all_words=all_words)
     if re.search(r"[a-z]", title):
@@ -200,7 +219,8 @@ def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
         removed = [w for w in sc if stem(w) not in ts and w not in s.acronyms and w not in CONNECTORS]
         added = [w for w in tc if stem(w) not in ss and w not in t.acronyms and w not in CONNECTORS]
         if added and removed and len(added) <= 2 and len(removed) <= 2 and len(shared) >= max(len(added), len(removed)):
-            out.append(Change("swap", " ".join(removed), " ".join(added), ["title"]))
+            out.append(Change("swap", " ".join(removed), " ".join(added), ["title"],
+                              _name(sc, removed), _name(tc, added)))
         elif added and not removed and len(added) <= 3 and _after_connector(t.all_words, added):
             out.append(Change("add", "", " ".join(added), ["title"]))
         elif removed and not added and len(removed) <= 3 and _after_connector(s.all_words, removed):
@@ -209,6 +229,12 @@ def metadata_changes(s: Side, t: Side) -> tuple[list[Change], list[str]]:
 
 
 CONNECTORS = {"with", "and", "plus", "holding", "carrying", "wearing", "under", "over", "behind"}
+
+
+def _name(content: list[str], changed: list[str]) -> str:
+    """A side's own name for a swap's wordings: its title's content words, with the changed words
+    in it ("monkey head" -> "dog head"); "" when the title is long (the bare words say it better)."""
+    return " ".join(content) if 2 <= len(content) <= 3 and set(changed) <= set(content) else ""
 
 
 def _after_connector(title: list[str], extra: list[str]) -> bool:
@@ -222,7 +248,15 @@ def _after_connector(title: list[str], extra: list[str]) -> bool:
 
 
 def article(noun: str) -> str:
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+    vowel = noun[:1].lower() in "aeiou" and not noun.lower().startswith(("uni", "use", "eu", "one"))
+    return ("an " if vowel else "a ") + noun
+
+
+def _an(name: str) -> str:
+    """"a dog head", "an owl"; a plural stays bare ("queens"); "" for no name."""
+    if not name:
+        return ""
+    return name if name.endswith("s") and not name.endswith("ss") else article(name)
 
 
 def _join(items: list[str]) -> str:
@@ -307,6 +341,9 @@ def metadata_pair_changes(source: tuple[str, str, str], target: tuple[str, str, 
         src_label = parse_caption("", source_label).leaf
         subject = label if label and label == src_label and px.same_shape else ""
     icon = all("icon" in words(parse_caption(c, "").title) for c in (source[0], target[0]))
+    for c in changes:  # "a network receive icon": an icon's name is no thing on its own
+        if icon and c.target_name:
+            c.source_name, c.target_name = f"{c.source_name} icon", f"{c.target_name} icon"
     return PairChanges(subject, changes, kept, icon)
 
 
@@ -436,6 +473,9 @@ _WORDINGS: dict[str, list[str]] = {
         "Show {t} in place of {s}.", "{T}, not {s}.", "Replace the {s} with {t}.", "Swap the {s} for {t}.",
         "{T} instead.", "Same but {t}.", "I want {t} instead of {s}.", "{T} rather than {s}.",
         "Change it to {t}.", "Same thing, but {t}.",
+        # the whole thing named, with its article (the bare word alone reads as a noun or an adjective)
+        "{Atn} instead.", "Make it {atn}.", "Show {atn} instead.", "{Atn} instead of {asn}.", "I want {atn}.",
+        "Change it to {atn}.", "Replace it with {atn}.", "Turn the {sn} into {atn}.", "Now {atn}.",
     ],
     "add": [
         "Add {t}.", "With {t}.", "Same but with {t}.", "Now with {t}.", "Include {t}.", "Put {t} in it.",
@@ -480,7 +520,8 @@ def _filled(c: Change, obj: str) -> list[tuple[str, bool]]:
         s = _NUMBER_NAMES.get(int(s), s) if s.isdigit() else s
     values = {"t": t, "s": s if c.kind != "to_black_and_white" or s != "colour" else "",
               "o": obj, "at": article(t) if t else "", "n": t,
-              "more": {"big": "bigger", "small": "smaller"}.get(t, "")}
+              "more": {"big": "bigger", "small": "smaller"}.get(t, ""),
+              "sn": c.source_name, "asn": _an(c.source_name), "atn": _an(c.target_name)}
     if c.kind == "add" and not t.endswith("s"):
         values["t"] = article(t)  # "with a tree"; a plural stays bare ("with wheels")
     if c.kind == "to_colour" and t == "colour":
@@ -492,7 +533,7 @@ def _filled(c: Change, obj: str) -> list[tuple[str, bool]]:
         if any(not values.get(k) for k in keys):
             continue
         text = _PLACEHOLDER.sub(lambda m: values[m.group(1).lower()], w)
-        out.setdefault(text[:1].upper() + text[1:], bool({"o", "s"} & set(keys)))
+        out.setdefault(text[:1].upper() + text[1:], bool({"o", "s", "sn", "asn"} & set(keys)))
     return list(out.items())
 
 
