@@ -172,3 +172,34 @@ def test_examining_in_chunks_gives_the_same_pairs(monkeypatch):
         for key, col in whole.items():
             same = col.tobytes() == got[key].tobytes() if isinstance(col, np.ndarray) else col == got[key]
             assert same, (chunk, key)
+
+
+def test_selector_fed_in_batches_writes_the_same_table_as_arrow_or_lists():
+    # the mine stage feeds PairSelector one pipeline step at a time and takes Arrow columns (ids
+    # taken in C++); the table must equal select_pairs' Python lists in one call, empty or not
+    import pyarrow as pa
+
+    from megapairs.mine.select import PairSelector
+    from megapairs.mine.stage import pairs_schema
+
+    rng = np.random.default_rng(2)
+    x = {v: _unit(rng.normal(size=(500, 8)) + 3 * rng.normal(size=(10, 8))[rng.integers(0, 10, 500)])
+         for v in ("image", "visual", "caption")}
+    x["visual"][1::5] = x["visual"][::5][: len(x["visual"][1::5])]
+    q = np.arange(0, 500, 3)
+    knn = {v: search(build_index(m), m[q], 9) for v, m in x.items()}
+    kw = dict(near_duplicate={"image": 0.985, "visual": 0.985}, max_targets=3, num_hard_negatives=4, seed=5)
+    ids = [f"img{i}" for i in range(500)]
+    schema = pairs_schema(list(x))
+    sizes = []
+    for bands in ({v: (0.5, 0.999) for v in x}, {v: (0.9999, 0.99999) for v in x}):
+        whole, whole_stats = select_pairs(q, knn, bands, x, ids, **kw)
+        selector = PairSelector(list(x), bands, x, pa.array(ids), **kw)
+        for lo, hi in ((0, 1), (1, 40), (40, 41), (41, len(q))):
+            selector.add(q[lo:hi], {v: (s[lo:hi], r[lo:hi]) for v, (s, r) in knn.items()})
+        got, stats = selector.result(arrow=True)
+        assert isinstance(got["hard_negatives"], pa.Array)
+        assert pa.table(got, schema=schema).equals(pa.table(whole, schema=schema))
+        assert stats == whole_stats
+        sizes.append(len(whole["query_id"]))
+    assert sizes[0] > 300 and sizes[1] == 0
