@@ -216,7 +216,8 @@ def _select_block(q_rows, q_vec, knn, bands, mats, n_all, near_duplicate, cap, n
     p_q, p_t, p_mask = p_q[order], p_t[order], p_mask[order]
 
     near_views = [v for v in mats if v in near_duplicate]
-    ex = _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window=3 * cap)
+    e_max = sum(knn[v][1].shape[1] for v in views)  # the most targets a query can have: fixed for the run
+    ex = _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, 3 * cap, e_max)
     kept = ex.kept
     stats.add("near_duplicate", int(ex.near.sum()))
     stats.add("near_duplicate_target", int(ex.twin.sum()))
@@ -270,11 +271,14 @@ class _Examined:
         self.copies: list[np.ndarray] = []
 
 
-def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window) -> _Examined:
+def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window, e_max) -> _Examined:
     """Walk each query's found targets (sorted best first) until `cap` are kept: a target is
     dropped when it copies the query, or copies one of the previous window - 1 targets that did
     not copy the query, in any near-duplicate view. Windows of `e` targets per query, gathered
-    once; queries that did not fill their cap in the window go again with twice the window."""
+    once; queries that did not fill their cap in the window go again with twice the window.
+    The window sizes (cap, 2 cap, ... up to e_max) depend on nothing else: BLAS sums a dot
+    product in an order that depends on the matrix shape, so a window sized by the block's
+    longest list (as before) changed the scores' last bits with the blocks and shards."""
     P = len(p_q)
     ex = _Examined(P, near_views)
     qs = np.searchsorted(p_q, np.arange(Q + 1))
@@ -282,7 +286,7 @@ def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window) 
     pos = np.arange(P) - qs[p_q]  # position within the query's list
     active, e = np.flatnonzero(count > 0), cap
     while len(active):
-        e = int(min(e, count[active].max()))
+        e = int(min(e, e_max))
         row_of = np.full(Q, -1)
         row_of[active] = np.arange(len(active))
         sel = np.flatnonzero((row_of[p_q] >= 0) & (pos < e))  # the pairs in this round's windows
@@ -307,7 +311,9 @@ def _examine(p_q, p_t, Q, q_vec, mats, near_views, near_duplicate, cap, window) 
                 s = np.matmul(x, q_vec[v][active[a0:a1]][:, :, None])[:, :, 0]  # (chunk, e) query-target
                 ex.q_score[v][sel[lo:hi]] = s[r, sl]
                 near_q[a0:a1] |= s >= near_duplicate[v]
-                copies[a0:a1] |= np.matmul(x, x.transpose(0, 2, 1)) >= near_duplicate[v]  # (chunk, e, e)
+                # (chunk, e, e). A copy as the right operand: numpy sends x @ x.T of one buffer to
+                # syrk, 3-4x slower than gemm for these (e, D) windows (same values up to the last bits)
+                copies[a0:a1] |= np.matmul(x, x.copy().transpose(0, 2, 1)) >= near_duplicate[v]
         cand = present & ~near_q
         lpos = np.cumsum(cand, axis=1) - 1  # position among the targets that do not copy the query
         earlier = np.tri(e, k=-1, dtype=bool)[None] & (lpos[:, :, None] - lpos[:, None, :] < window)
