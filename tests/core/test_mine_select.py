@@ -233,3 +233,31 @@ def test_scores_are_bit_identical_whatever_the_blocks_at_realistic_dimension(mon
         for key, col in whole.items():
             same = col.tobytes() == got[key].tobytes() if isinstance(col, np.ndarray) else col == got[key]
             assert same, (block, chunk, key)
+
+
+def test_prefetched_yields_in_order_one_item_ahead():
+    import threading
+    import time
+
+    from megapairs.mine.stage import prefetched
+
+    started: list[int] = []
+    gate = threading.Event()
+
+    def fn(i: int) -> int:
+        started.append(i)
+        if i == 2:
+            gate.wait(5)  # the second item waits until the caller holds the first
+        return 10 * i
+
+    out = []
+    for value in prefetched(fn, [1, 2, 3]):
+        out.append(value)
+        if value == 10:
+            for _ in range(500):  # the next item is computed while the caller holds this one
+                if 2 in started:
+                    break
+                time.sleep(0.01)
+            assert started == [1, 2]  # and at most one ahead: 3 waits for 2, which waits for us
+            gate.set()
+    assert out == [10, 20, 30] and list(prefetched(fn, [])) == []

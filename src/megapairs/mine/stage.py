@@ -35,12 +35,15 @@ R = TypeVar("R")
 def prefetched(fn: Callable[[T], R], items: list[T]) -> Iterator[R]:
     """fn(item) for each item in order, the next one computed on a thread while the caller
     consumes the current one (at most one ahead: memory stays two items)."""
+    if not items:
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="mine-search") as pool:
-        ahead: Future | None = pool.submit(fn, items[0]) if items else None
-        for i in range(len(items)):
+        ahead: Future = pool.submit(fn, items[0])
+        for item in items[1:]:
             current = ahead.result()
-            ahead = pool.submit(fn, items[i + 1]) if i + 1 < len(items) else None
+            ahead = pool.submit(fn, item)
             yield current
+        yield ahead.result()
 
 
 def pairs_schema(views: list[str]) -> pa.Schema:
@@ -119,8 +122,9 @@ class MineStage(Stage):
 
         def work(task: ShardTask) -> None:
             q = rows[task.payload["lo"] : task.payload["hi"]].astype(np.int64)
+            cap = c.k * len(views) if judge else c.max_targets_per_query
             selector = PairSelector(views, task.payload["bands"], mats, ids if judge else id_arr,
-                                    near_duplicate=c.near_duplicate, max_targets=c.k * len(views) if judge else c.max_targets_per_query,
+                                    near_duplicate=c.near_duplicate, max_targets=cap,
                                     num_hard_negatives=c.num_hard_negatives, seed=c.seed)
             blocks = [q[i : i + PIPELINE_BLOCK] for i in range(0, len(q), PIPELINE_BLOCK)]
             for q_block, q_vecs, knn in prefetched(search, blocks):
