@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from megapairs.artifacts import Artifact, open_complete, write_table
+from megapairs.artifacts import Artifact, ArtifactError, open_complete, write_table
 from megapairs.embed.store import open_embeddings, open_views
 from megapairs.mine.config import MineConfig
 from megapairs.mine.describable import ChangeJudge, keep_describable
@@ -100,10 +100,26 @@ class MineStage(Stage):
         ensure_index(self.root, open_views(emb.path, self._views()), c, str(emb.config_hash))
         bands = self.resolve_bands(self._open())
         n_rows = len(query_rows(emb.manifest()["rows"], c.num_queries, c.seed))
-        n = c.query_shard_size
+        n = self._shard_size(n_rows)
         # Payloads are row ranges into `query_rows` (recomputed by workers): small at any scale.
-        return [ShardTask(i // n, {"lo": i, "hi": min(i + n, n_rows), "bands": bands}, min(n, n_rows - i))
-                for i in range(0, n_rows, n)]
+        return [ShardTask(i // n, {"lo": i, "hi": min(i + n, n_rows), "bands": bands, "shard_size": n},
+                          min(n, n_rows - i)) for i in range(0, n_rows, n)]
+
+    def _shard_size(self, n_rows: int) -> int:
+        """mine.query_shard_size, unless finished shards of an interrupted run used another: the
+        size is not hashed (the pairs do not depend on it), but a resumed run must keep the row
+        ranges of the shards already written, or it would write some queries twice and skip others."""
+        art = self.output()
+        done = [art.marker(i) | {"index": i} for i in art.done_shards()]
+        recorded = {int(m["shard_size"]) for m in done if "shard_size" in m}
+        if recorded:
+            return recorded.pop()
+        n = self.config.query_shard_size
+        for m in done:  # markers written before the size was recorded: check them against it
+            if int(m.get("queries", -1)) != min(n, max(n_rows - m["index"] * n, 0)):
+                raise ArtifactError(f"{art.path}: shard {m['index']} was written with another "
+                                    f"mine.query_shard_size than {n}; resume with that one or delete the folder")
+        return n
 
     def make_worker(self):
         c = self.config
@@ -136,6 +152,7 @@ class MineStage(Stage):
             table = pa.table(columns, schema=schema)
             write_table(art.shard_path(task.index), table)
             art.mark_done(task.index, table.num_rows, [art.shard_path(task.index).name], queries=len(q),
+                          shard_size=task.payload["shard_size"],
                           kept_by_view=stats.kept_by_view, dropped=stats.dropped,
                           hist_kept=stats.hist_kept, hist_all=stats.hist_all, changes=changes)
 
