@@ -2,17 +2,20 @@
 
     python -m benchmarks.bench_mine --n 100000 --budget 150MB           # 768/1024/768-d
     python -m benchmarks.bench_mine --n 1000000 --budget 1GiB --root /tmp/x --rounds 0   # build, keep
+    python -m benchmarks.bench_mine --n 1000000 --budget 1GiB --root /tmp/x --reuse   # every image a query
     python -m benchmarks.bench_mine --n 1000000 --budget 1GiB --root /tmp/x --reuse --queries 200000
 
 Steps, all in this process: synthetic `Realistic` embeddings (float16, written shard by shard; kept
 and reused with --reuse); the `mine_index` artifact, trained, tuned and saved once (the stage's
 plan()); then, alternating to cancel the shared machine's noise (bare, stage, stage, bare, ...):
 - the mine stage: every query shard searched through the memory-mapped saved index (IVF-SQ8 /
-  IVF-PQ re-rank inside FAISS), pairs selected and written;
+  IVF-PQ re-rank inside FAISS; on a thread, one 4,096-query block ahead of the selection), pairs
+  selected and written;
 - bare FAISS: the same saved index files read the same way (`read_saved`), the same query rows
   searched for the same k in the same blocks, nothing else.
-`--queries` mines a seeded sample of the images (mine.num_queries) and bare FAISS searches the same
-rows: seconds per million queries extrapolate linearly from it. The vectors and index files are
+By default every image is a query; `--queries` mines a seeded sample of the images
+(mine.num_queries) and bare FAISS searches the same rows: seconds per million queries then
+extrapolate linearly from it. The vectors and index files are
 read once before the first round (a warm page cache for both sides). Then recall@k of the saved
 index against exact blockwise search on `--recall-queries` sampled queries per view. Memory is RssAnon
 sampled on a thread (anonymous memory: memory-mapped vectors and index files are page cache).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import faiss
@@ -184,3 +185,53 @@ def test_refined_index_pairs_are_byte_identical_on_ray_and_on_resume(tmp_path):
 
     ray.shutdown()
     assert shards() == local
+
+
+def test_pairs_do_not_depend_on_shard_pipeline_or_selection_block_sizes(tmp_path, monkeypatch):
+    # each query's pairs depend on its own neighbours only: the shards, the pipeline's steps (one
+    # searched while the previous one is selected) and the selection's blocks must not show
+    from megapairs.mine import select, stage
+
+    _embeddings(tmp_path)
+    opts = dict(index="ivf_pq", nlist=8, refine_factor=3, near_duplicate={"image": 0.9})
+    base, base_manifest = _pairs(tmp_path, **opts)
+    assert len(base) > 500 and base_manifest["dropped"].get("near_duplicate_target", 0) > 0
+    for shard, step, block in ((137, 50, 16), (1500, 7, 1000), (400, 4096, 3)):
+        monkeypatch.setattr(stage, "PIPELINE_BLOCK", step)
+        monkeypatch.setattr(select, "SELECT_BLOCK", block)
+        shutil.rmtree(tmp_path / "pairs")  # query_shard_size is not hashed: a rerun would resume
+        rows, manifest = _pairs(tmp_path, query_shard_size=shard, **opts)
+        assert rows == base, (shard, step, block)
+        assert manifest["dropped"] == base_manifest["dropped"]
+        assert manifest["score_histograms"] == base_manifest["score_histograms"]
+
+
+def test_resume_with_another_query_shard_size_keeps_the_written_shards_ranges(tmp_path):
+    # query_shard_size is not hashed, so a resumed run may name another; it must keep the row
+    # ranges of the shards already written (it wrote some queries twice and skipped others)
+    import json
+
+    from megapairs.artifacts import ArtifactError
+
+    _embeddings(tmp_path)
+    opts = dict(index="ivf_pq", nlist=8, refine_factor=3)
+    whole, whole_manifest = _pairs(tmp_path, **opts)  # 3 shards of 500 queries
+    art = Artifact(tmp_path / "pairs")
+
+    def interrupt() -> None:  # shard 1 and its marker gone, no manifest
+        art.manifest_path.unlink(missing_ok=True)
+        (art.path / "part-00001.parquet").unlink()
+        art.marker_path(1).unlink()
+
+    interrupt()
+    rows, manifest = _pairs(tmp_path, query_shard_size=137, **opts)
+    assert rows == whole and manifest["num_shards"] == 3 and manifest["queries"] == 1500
+    interrupt()
+    for i in (0, 2):  # markers of older code did not record the size: a mismatch is refused
+        m = art.marker(i)
+        del m["shard_size"]
+        art.marker_path(i).write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="query_shard_size"):
+        _pairs(tmp_path, query_shard_size=137, **opts)
+    rows, _ = _pairs(tmp_path, query_shard_size=500, **opts)
+    assert rows == whole

@@ -172,3 +172,92 @@ def test_examining_in_chunks_gives_the_same_pairs(monkeypatch):
         for key, col in whole.items():
             same = col.tobytes() == got[key].tobytes() if isinstance(col, np.ndarray) else col == got[key]
             assert same, (chunk, key)
+
+
+def test_selector_fed_in_batches_writes_the_same_table_as_arrow_or_lists():
+    # the mine stage feeds PairSelector one pipeline step at a time and takes Arrow columns (ids
+    # taken in C++); the table must equal select_pairs' Python lists in one call, empty or not
+    import pyarrow as pa
+
+    from megapairs.mine.select import PairSelector
+    from megapairs.mine.stage import pairs_schema
+
+    rng = np.random.default_rng(2)
+    x = {v: _unit(rng.normal(size=(500, 8)) + 3 * rng.normal(size=(10, 8))[rng.integers(0, 10, 500)])
+         for v in ("image", "visual", "caption")}
+    x["visual"][1::5] = x["visual"][::5][: len(x["visual"][1::5])]
+    q = np.arange(0, 500, 3)
+    knn = {v: search(build_index(m), m[q], 9) for v, m in x.items()}
+    kw = dict(near_duplicate={"image": 0.985, "visual": 0.985}, max_targets=3, num_hard_negatives=4, seed=5)
+    ids = [f"img{i}" for i in range(500)]
+    schema = pairs_schema(list(x))
+    sizes = []
+    for bands in ({v: (0.5, 0.999) for v in x}, {v: (0.9999, 0.99999) for v in x}):
+        whole, whole_stats = select_pairs(q, knn, bands, x, ids, **kw)
+        selector = PairSelector(list(x), bands, x, pa.array(ids), **kw)
+        for lo, hi in ((0, 1), (1, 40), (40, 41), (41, len(q))):
+            selector.add(q[lo:hi], {v: (s[lo:hi], r[lo:hi]) for v, (s, r) in knn.items()})
+        got, stats = selector.result(arrow=True)
+        assert isinstance(got["hard_negatives"], pa.Array)
+        assert pa.table(got, schema=schema).equals(pa.table(whole, schema=schema))
+        assert stats == whole_stats
+        sizes.append(len(whole["query_id"]))
+    assert sizes[0] > 300 and sizes[1] == 0
+
+
+@pytest.mark.parametrize("low", [0.5, 0.66])
+def test_scores_are_bit_identical_whatever_the_blocks_at_realistic_dimension(monkeypatch, low):
+    # BLAS sums a dot product in an order that depends on the matrix shape (at D = 512, not at
+    # D = 8): windows sized by the block's longest list made the scores' last bits depend on which
+    # queries shared a block (band low 0.66: most queries find fewer targets than the cap)
+    from megapairs.mine import select
+
+    rng = np.random.default_rng(4)
+    d = 512
+    x = {v: _unit(rng.normal(size=(800, d)) + 1.2 * rng.normal(size=(20, d))[rng.integers(0, 20, 800)])
+         for v in ("image", "visual", "caption")}
+    copies = x["image"][::9][: len(x["image"][1::9])]
+    x["image"][1::9] = _unit(copies + 0.0015 * rng.normal(size=copies.shape))  # near-copies: doubled windows
+    q = np.arange(0, 800, 2)
+    knn = {v: search(build_index(m), m[q], 9) for v, m in x.items()}
+    bands = {v: (low, 0.9999) for v in x}
+    kw = dict(near_duplicate={"image": 0.985, "visual": 0.985}, max_targets=4, num_hard_negatives=4, seed=3)
+    ids = [str(i) for i in range(800)]
+    whole, whole_stats = select_pairs(q, knn, bands, x, ids, **kw)
+    assert len(whole["target_id"]) > 100 and whole_stats.dropped["near_duplicate"] > 0
+    for block, chunk in ((1, 128), (5, 3), (7, 1)):
+        monkeypatch.setattr(select, "SELECT_BLOCK", block)
+        monkeypatch.setattr(select, "EXAMINE_CHUNK", chunk)
+        got, stats = select_pairs(q, knn, bands, x, ids, **kw)
+        assert stats == whole_stats
+        for key, col in whole.items():
+            same = col.tobytes() == got[key].tobytes() if isinstance(col, np.ndarray) else col == got[key]
+            assert same, (block, chunk, key)
+
+
+def test_prefetched_yields_in_order_one_item_ahead():
+    import threading
+    import time
+
+    from megapairs.mine.stage import prefetched
+
+    started: list[int] = []
+    gate = threading.Event()
+
+    def fn(i: int) -> int:
+        started.append(i)
+        if i == 2:
+            gate.wait(5)  # the second item waits until the caller holds the first
+        return 10 * i
+
+    out = []
+    for value in prefetched(fn, [1, 2, 3]):
+        out.append(value)
+        if value == 10:
+            for _ in range(500):  # the next item is computed while the caller holds this one
+                if 2 in started:
+                    break
+                time.sleep(0.01)
+            assert started == [1, 2]  # and at most one ahead: 3 waits for 2, which waits for us
+            gate.set()
+    assert out == [10, 20, 30] and list(prefetched(fn, [])) == []

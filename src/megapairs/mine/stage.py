@@ -9,20 +9,41 @@ hard_negatives (list of ids, [0] = query_id), pair_rank.
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from megapairs.artifacts import Artifact, open_complete, write_table
+from megapairs.artifacts import Artifact, ArtifactError, open_complete, write_table
 from megapairs.embed.store import open_embeddings, open_views
 from megapairs.mine.config import MineConfig
 from megapairs.mine.describable import ChangeJudge, keep_describable
-from megapairs.mine.index import INDEX_ARTIFACT, MineIndex, ensure_index, open_index
-from megapairs.mine.select import HIST_BINS, select_pairs
+from megapairs.mine.index import INDEX_ARTIFACT, SEARCH_BLOCK, MineIndex, ensure_index, open_index
+from megapairs.mine.select import HIST_BINS, PairSelector
 from megapairs.stages import ShardTask, Stage, sum_marker_counts
 
 QUANTILE_SAMPLE = 2000
+# queries per pipeline step: FAISS searches one step (on a thread; it releases the GIL) while the
+# pairs of the step before are selected, so the mostly single-threaded selection uses the core
+# FAISS would leave idle between its calls. One SEARCH_BLOCK: one FAISS call per view and step.
+PIPELINE_BLOCK = SEARCH_BLOCK
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def prefetched(fn: Callable[[T], R], items: list[T]) -> Iterator[R]:
+    """fn(item) for each item in order, the next one computed on a thread while the caller
+    consumes the current one (at most one ahead: memory stays two items)."""
+    if not items:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="mine-search") as pool:
+        ahead: Future = pool.submit(fn, items[0])
+        for item in items[1:]:
+            current = ahead.result()
+            ahead = pool.submit(fn, item)
+            yield current
+        yield ahead.result()
 
 
 def pairs_schema(views: list[str]) -> pa.Schema:
@@ -79,10 +100,26 @@ class MineStage(Stage):
         ensure_index(self.root, open_views(emb.path, self._views()), c, str(emb.config_hash))
         bands = self.resolve_bands(self._open())
         n_rows = len(query_rows(emb.manifest()["rows"], c.num_queries, c.seed))
-        n = c.query_shard_size
+        n = self._shard_size(n_rows)
         # Payloads are row ranges into `query_rows` (recomputed by workers): small at any scale.
-        return [ShardTask(i // n, {"lo": i, "hi": min(i + n, n_rows), "bands": bands}, min(n, n_rows - i))
-                for i in range(0, n_rows, n)]
+        return [ShardTask(i // n, {"lo": i, "hi": min(i + n, n_rows), "bands": bands, "shard_size": n},
+                          min(n, n_rows - i)) for i in range(0, n_rows, n)]
+
+    def _shard_size(self, n_rows: int) -> int:
+        """mine.query_shard_size, unless finished shards of an interrupted run used another: the
+        size is not hashed (the pairs do not depend on it), but a resumed run must keep the row
+        ranges of the shards already written, or it would write some queries twice and skip others."""
+        art = self.output()
+        done = [art.marker(i) | {"index": i} for i in art.done_shards()]
+        recorded = {int(m["shard_size"]) for m in done if "shard_size" in m}
+        if recorded:
+            return recorded.pop()
+        n = self.config.query_shard_size
+        for m in done:  # markers written before the size was recorded: check them against it
+            if int(m.get("queries", -1)) != min(n, max(n_rows - m["index"] * n, 0)):
+                raise ArtifactError(f"{art.path}: shard {m['index']} was written with another "
+                                    f"mine.query_shard_size than {n}; resume with that one or delete the folder")
+        return n
 
     def make_worker(self):
         c = self.config
@@ -90,27 +127,32 @@ class MineStage(Stage):
         ids, mats = open_embeddings(self.root / "embeddings", views)
         indexes = open_index(self.root, mats, c.device)
         rows = query_rows(len(ids), c.num_queries, c.seed)
+        id_arr = pa.array(ids, pa.string())  # once per worker: each shard's id columns are taken from it
         art = self.output()
         schema = pairs_schema(views)
         judge = ChangeJudge(self.root) if c.require_change else None
 
+        def search(q_block: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+            q_vecs = {v: mats[v][q_block] for v in views}  # (B, D) float32: read once, searched and scored
+            return q_block, q_vecs, {v: indexes[v].search(q_vecs[v], c.k + 1) for v in views}  # (B, k+1) each
+
         def work(task: ShardTask) -> None:
             q = rows[task.payload["lo"] : task.payload["hi"]].astype(np.int64)
-            q_vecs = {v: mats[v][q] for v in views}  # (Q, D) float32: read once, searched and scored
-            knn = {v: indexes[v].search(q_vecs[v], c.k + 1) for v in views}  # (Q, k+1) each
-            columns, stats = select_pairs(
-                q, knn, task.payload["bands"], mats, ids,
-                near_duplicate=c.near_duplicate,
-                max_targets=c.k * len(views) if judge else c.max_targets_per_query,
-                num_hard_negatives=c.num_hard_negatives, seed=c.seed, q_vecs=q_vecs,
-            )
-            del q_vecs, knn
+            cap = c.k * len(views) if judge else c.max_targets_per_query
+            selector = PairSelector(views, task.payload["bands"], mats, ids if judge else id_arr,
+                                    near_duplicate=c.near_duplicate, max_targets=cap,
+                                    num_hard_negatives=c.num_hard_negatives, seed=c.seed)
+            blocks = [q[i : i + PIPELINE_BLOCK] for i in range(0, len(q), PIPELINE_BLOCK)]
+            for q_block, q_vecs, knn in prefetched(search, blocks):
+                selector.add(q_block, knn, q_vecs)
+            columns, stats = selector.result(arrow=judge is None)  # keep_describable takes lists
             changes: dict[str, Any] = {}
             if judge is not None:  # mine.require_change: the best describable candidates, capped
                 columns, changes = keep_describable(columns, judge, c.max_targets_per_query)
             table = pa.table(columns, schema=schema)
             write_table(art.shard_path(task.index), table)
             art.mark_done(task.index, table.num_rows, [art.shard_path(task.index).name], queries=len(q),
+                          shard_size=task.payload["shard_size"],
                           kept_by_view=stats.kept_by_view, dropped=stats.dropped,
                           hist_kept=stats.hist_kept, hist_all=stats.hist_all, changes=changes)
 
