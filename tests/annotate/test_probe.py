@@ -70,3 +70,20 @@ def test_the_run_stops_before_its_first_stage_and_the_probe_can_be_skipped(serve
     capsys.readouterr()
     # annotations complete: the probe is not needed (nor made) to rerun the finished run
     assert main([*args, "annotate.probe_servers=true"]) == 0, capsys.readouterr().err
+
+
+def test_overwrite_probes_only_when_annotate_will_run(server_factory, tmp_path, tiny_overrides, capsys) -> None:
+    """--overwrite of a finished run whose annotate output stays (same config, same inputs) sends no
+    request, so it must not need the server; a change upstream of annotate does."""
+    server = server_factory()
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    run = tmp_path / "run"
+    args = ["run", "--run", str(run), "--preset", "tiny", "--until", "annotate", f"ingest.source={source}",
+            *tiny_overrides, f"annotate.writer=openai-completions:{server.url}#m", "annotate.writer_mode=list"]
+    assert main(args) == 0, capsys.readouterr().err
+    server.stop()
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 0, capsys.readouterr().err  # annotate is reused: no probe
+    assert main([*args, "mine.k=3", "--overwrite"]) == 1  # pairs change, so annotate runs: the server is needed
+    line = one_error_line(capsys.readouterr().err)
+    assert "annotate.writer:" in line and server.url in line, line
