@@ -87,3 +87,30 @@ def test_overwrite_probes_only_when_annotate_will_run(server_factory, tmp_path, 
     assert main([*args, "mine.k=3", "--overwrite"]) == 1  # pairs change, so annotate runs: the server is needed
     line = one_error_line(capsys.readouterr().err)
     assert "annotate.writer:" in line and server.url in line, line
+
+
+def _answer_models(monkeypatch, body: dict) -> None:
+    import httpx
+
+    import megapairs.annotate.probe as probe
+
+    monkeypatch.setattr(probe.httpx, "get", lambda url, **kw: httpx.Response(200, json=body))
+
+
+def test_a_single_model_llamacpp_server_is_not_held_to_a_model_name(monkeypatch) -> None:
+    # what llama.cpp's own server lists (checked against xllamacpp): the file it loaded, owned by
+    # "llamacpp"; it answers a request for any model name with that one model
+    _answer_models(monkeypatch, {"object": "list", "data": [
+        {"id": "/models/gemma-3-270m-q4_k_m.gguf", "object": "model", "owned_by": "llamacpp"}]})
+    probe_servers(_config("http://127.0.0.1:8080/v1", "gemma", "gemma"))
+
+
+def test_an_ollama_name_without_a_tag_matches_its_latest_tag(monkeypatch) -> None:
+    # Ollama lists `name:tag` and answers `name` with `name:latest`
+    _answer_models(monkeypatch, {"object": "list", "data": [
+        {"id": "llama3.2:latest", "object": "model", "owned_by": "library"},
+        {"id": "qwen2.5vl:7b", "object": "model", "owned_by": "library"}]})
+    probe_servers(_config("http://127.0.0.1:11434/v1", "llama3.2", "qwen2.5vl:7b"))
+    with pytest.raises(Exception) as e:  # a tag it does not list is still caught
+        probe_servers(_config("http://127.0.0.1:11434/v1", "llama3.2", "qwen2.5vl"))
+    assert "'qwen2.5vl'" in describe(e.value)[1]

@@ -45,13 +45,18 @@ def server_models(config: "AnnotateConfig", where: str = "annotate") -> dict[str
     return out
 
 
-def _served(body: Any) -> tuple[list[str], set[str]]:
-    """(model ids, names a request may use) of a /models reply ({"data": [{"id": ..., "root": ...}]});
-    vLLM answers to the served name (`id`) and to the path it loaded (`root`)."""
+def _served(body: Any) -> tuple[list[str], set[str], bool]:
+    """(model ids, names a request may use, whether any name is answered) of a /models reply
+    ({"data": [{"id": ..., "root": ...}]}). vLLM answers to the served name (`id`) and to the path it
+    loaded (`root`); Ollama lists `name:tag` and answers `name` with `name:latest`; llama.cpp's server
+    with one model lists its file (`owned_by: llamacpp`) and answers a request for any name."""
     data = body.get("data") if isinstance(body, dict) else None
     items = [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
     ids = [str(m["id"]) for m in items if m.get("id")]
-    return ids, set(ids) | {str(m["root"]) for m in items if m.get("root")}
+    names = set(ids) | {str(m["root"]) for m in items if m.get("root")}
+    names |= {n.removesuffix(":latest") for n in names if n.endswith(":latest")}
+    any_name = len(items) == 1 and items[0].get("owned_by") == "llamacpp"
+    return ids, names, any_name
 
 
 def probe_servers(config: "AnnotateConfig", where: str = "annotate") -> None:
@@ -76,12 +81,16 @@ def probe_servers(config: "AnnotateConfig", where: str = "annotate") -> None:
             raise UserError(f"{field}: the server at {url} refused the request (HTTP {resp.status_code})",
                             hint="set OPENAI_API_KEY (or annotate.api_key) to a key it accepts")
         try:
-            served, names = _served(resp.json()) if resp.status_code == 200 else ([], set())
+            served, names, any_name = _served(resp.json()) if resp.status_code == 200 else ([], set(), False)
         except ValueError:
-            served, names = [], set()
+            served, names, any_name = [], set(), False
         if not served:
             log.warning("annotate: %s/models gave no model list (HTTP %d); the model names are not checked",
                         url, resp.status_code)
+            continue
+        if any_name:
+            log.info("annotate: %s is a llama.cpp server with one model (%s), which answers any model name",
+                     url, served[0])
             continue
         for field, model in uses:
             if model and model not in names:
