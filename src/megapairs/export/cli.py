@@ -4,7 +4,7 @@
 
 Like `megapairs export`, it starts from the run's saved config.yaml (its export section and executor),
 so it finds the export `megapairs run` made; a `--config` file's export fields and then the overrides
-go on top. Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
+go on top (`megapairs export --config FILE` instead uses FILE in place of the saved config.yaml). Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
 `formats=[parquet,webdataset]`). `register(subparsers)` adds the same parser to another CLI.
 """
 
