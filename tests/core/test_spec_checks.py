@@ -73,3 +73,16 @@ def test_a_llamacpp_model_file_in_the_working_folder_passes_whatever_its_name(tm
                                        f"annotate.describer=captions:llamacpp:{name}"]).check_specs()
     with pytest.raises(Exception, match="llamacpp:gemma3-270m"):  # a typo of the alias is still caught
         load_config("tiny", overrides=["annotate.writer=llamacpp:gemma3-207m"]).check_specs()
+
+
+def test_registering_a_prefix_again_replaces_its_check_too():
+    """A third party that registers its own factory under a taken prefix must not be judged by the
+    check of the factory it replaced."""
+    from megapairs.registry import Registry, SpecError, needs_argument
+
+    reg: Registry[object] = Registry("widget")
+    reg.register("w", check=needs_argument("w", "name"))(lambda arg: object())
+    with pytest.raises(SpecError):
+        reg.check("w:", "field")
+    reg.register("w")(lambda arg: object())  # the new factory takes `w:` alone (a default)
+    reg.check("w:", "field")
