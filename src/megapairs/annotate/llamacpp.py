@@ -165,7 +165,7 @@ def check_model_arg(arg: str) -> None:
     An existing file passes whatever its name, as `resolve_model` loads it."""
     if not arg or arg in MODEL_ALIASES or "/" in arg or arg.lower().endswith(".gguf"):
         return
-    if Path(arg).expanduser().is_file():
+    if Path(arg).is_file():  # a bare file name in the working folder ("~x" would raise in expanduser)
         return
     raise SpecError(f"llamacpp:{arg} names no packaged model and no .gguf file; packaged: "
                     f"{', '.join(f'llamacpp:{a}' for a in MODEL_ALIASES)}, or give a path llamacpp:/models/x.gguf")
