@@ -190,7 +190,9 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
     if "annotate" in stages and config.annotate.probe_servers and will_work(stages, "annotate"):
         from megapairs.annotate.probe import probe_servers
 
-        probe_servers(config.annotate)  # a server that is down stops the run now, not at annotate
+        # a server that is down stops the run now, not at annotate; on a Ray cluster a loopback URL is
+        # each node's own machine, which the driver cannot check
+        probe_servers(config.annotate, remote=config.executor.startswith("ray:"))
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
     saved = root / "config.yaml"

@@ -114,3 +114,46 @@ def test_an_ollama_name_without_a_tag_matches_its_latest_tag(monkeypatch) -> Non
     with pytest.raises(Exception) as e:  # a tag it does not list is still caught
         probe_servers(_config("http://127.0.0.1:11434/v1", "llama3.2", "qwen2.5vl"))
     assert "'qwen2.5vl'" in describe(e.value)[1]
+
+
+def test_a_loopback_server_is_not_probed_from_the_driver_of_a_ray_cluster(monkeypatch) -> None:
+    """With executor ray:ADDRESS the annotate actors run on the cluster's nodes, where 127.0.0.1 is
+    their own machine: the driver cannot tell whether that server is up, so it must not refuse it."""
+    import httpx
+
+    import megapairs.annotate.probe as probe
+
+    asked: list[str] = []
+
+    def down(url: str, **kw):
+        asked.append(url)
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(probe.httpx, "get", down)
+    probe_servers(_config("http://127.0.0.1:8000/v1"), remote=True)
+    probe_servers(_config("http://localhost:8000/v1"), remote=True)
+    assert asked == []
+    with pytest.raises(Exception):  # a named host is the same host for every node: still checked
+        probe_servers(_config("http://gpu-box:8000/v1"), remote=True)
+    with pytest.raises(Exception):  # on this machine (local, or a local Ray) 127.0.0.1 is checked
+        probe_servers(_config("http://127.0.0.1:8000/v1"))
+
+
+def test_the_pipeline_tells_the_probe_when_annotate_runs_on_a_ray_cluster(monkeypatch, tmp_path) -> None:
+    import megapairs.annotate.probe as probe
+    from megapairs.config import load_config
+    from megapairs.pipeline import run_pipeline
+
+    class Probed(Exception):
+        pass
+
+    def record(config, where="annotate", **kw):
+        raise Probed(kw)
+
+    monkeypatch.setattr(probe, "probe_servers", record)
+    for executor, remote in (("local", False), ("ray", False), ("ray:10.0.0.1:6379", True)):
+        config = load_config("tiny", overrides=[f"executor={executor}",
+                                                "annotate.writer=openai:http://127.0.0.1:1/v1#m"])
+        with pytest.raises(Probed) as e:  # stops before any stage (and before Ray starts)
+            run_pipeline(tmp_path / "run", config)
+        assert e.value.args[0] == {"remote": remote}

@@ -7,9 +7,11 @@ server that comes up later, a proxy without /models).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -59,15 +61,31 @@ def _served(body: Any) -> tuple[list[str], set[str], bool]:
     return ids, names, any_name
 
 
-def probe_servers(config: "AnnotateConfig", where: str = "annotate") -> None:
+def is_loopback(url: str) -> bool:
+    """Whether `url` names this machine by a loopback name or address (127.0.0.1, localhost, ::1)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def probe_servers(config: "AnnotateConfig", where: str = "annotate", *, remote: bool = False) -> None:
     """Raise when a server the config names cannot be reached (RunFailure, exit 1), refuses the key, or
-    does not serve the named model (UserError, exit 2). A server without /models is let through."""
+    does not serve the named model (UserError, exit 2). A server without /models is let through.
+    `remote`: annotate runs on other machines (executor ray:ADDRESS), so a loopback URL names each
+    node's own machine, which this one cannot check; such servers are skipped with a warning."""
     from megapairs.annotate.llm import BackendUnavailable
 
     key = config.api_key or os.environ.get("OPENAI_API_KEY", "")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     for url, uses in server_models(config, where).items():
         field = uses[0][0]
+        if remote and is_loopback(url):
+            log.warning("annotate: %s (%s) is on each Ray node's own machine; not checked from here", url, field)
+            continue
         try:
             resp = httpx.get(f"{url}/models", headers=headers, timeout=PROBE_TIMEOUT_S)
         except httpx.TimeoutException as e:
