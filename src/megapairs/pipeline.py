@@ -51,6 +51,23 @@ def check_accepted(stages: list[Stage], overwrite: bool) -> None:
             return  # rebuilt in this run: what follows cannot be compared yet
 
 
+def will_work(stages: dict[str, Stage], name: str) -> bool:
+    """Whether stage `name` will write anything in this run: its output, or that of a stage before it
+    here, is missing, partial, made by another config (--overwrite; without it check_accepted has
+    refused) or lacks a shard marker. An output kept as is sends no request (an annotate server may
+    then be down)."""
+    for n, stage in stages.items():
+        try:
+            art = stage.output()
+        except ArtifactError:
+            return True  # an input is not finished yet: built in this run
+        if art.conflicts() or not art.is_complete() or len(art.done_shards()) < int(art.manifest()["num_shards"]):
+            return True
+        if n == name:
+            return False
+    return False
+
+
 def _foreign_files(folder: Path) -> bool:
     """A non-empty folder that is not a megapairs artifact (a user's own `dataset/`, say)."""
     return folder.is_dir() and any(folder.iterdir()) and not Artifact(folder).is_started()
@@ -170,11 +187,12 @@ def run_pipeline(root: Path | str, config: PipelineConfig, *, until: str | None 
         if not changed:
             raise
         raise ArtifactError(f"{e} Changed since the run's config.yaml: {'; '.join(changed)}") from None
-    if "annotate" in stages and config.annotate.probe_servers and \
-            (overwrite or not Artifact(stages["annotate"].output_path).is_complete()):
+    if "annotate" in stages and config.annotate.probe_servers and will_work(stages, "annotate"):
         from megapairs.annotate.probe import probe_servers
 
-        probe_servers(config.annotate)  # a server that is down stops the run now, not at annotate
+        # a server that is down stops the run now, not at annotate; on a Ray cluster a loopback URL is
+        # each node's own machine, which the driver cannot check
+        probe_servers(config.annotate, remote=config.executor.startswith("ray:"))
     executor = make_executor(config.executor)
     root.mkdir(parents=True, exist_ok=True)
     saved = root / "config.yaml"

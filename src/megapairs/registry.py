@@ -40,6 +40,7 @@ class Registry(Generic[T]):
         would refuse; it must be cheap: no model loading, no network."""
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             self._factories[prefix.lower()] = factory
+            self._checks.pop(prefix.lower(), None)  # a replaced factory's check goes with it
             if check is not None:
                 self._checks[prefix.lower()] = check
             return factory

@@ -70,3 +70,90 @@ def test_the_run_stops_before_its_first_stage_and_the_probe_can_be_skipped(serve
     capsys.readouterr()
     # annotations complete: the probe is not needed (nor made) to rerun the finished run
     assert main([*args, "annotate.probe_servers=true"]) == 0, capsys.readouterr().err
+
+
+def test_overwrite_probes_only_when_annotate_will_run(server_factory, tmp_path, tiny_overrides, capsys) -> None:
+    """--overwrite of a finished run whose annotate output stays (same config, same inputs) sends no
+    request, so it must not need the server; a change upstream of annotate does."""
+    server = server_factory()
+    source = make_image_folder(tmp_path / "images", n_per=1)
+    run = tmp_path / "run"
+    args = ["run", "--run", str(run), "--preset", "tiny", "--until", "annotate", f"ingest.source={source}",
+            *tiny_overrides, f"annotate.writer=openai-completions:{server.url}#m", "annotate.writer_mode=list"]
+    assert main(args) == 0, capsys.readouterr().err
+    server.stop()
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 0, capsys.readouterr().err  # annotate is reused: no probe
+    assert main([*args, "mine.k=3", "--overwrite"]) == 1  # pairs change, so annotate runs: the server is needed
+    line = one_error_line(capsys.readouterr().err)
+    assert "annotate.writer:" in line and server.url in line, line
+
+
+def _answer_models(monkeypatch, body: dict) -> None:
+    import httpx
+
+    import megapairs.annotate.probe as probe
+
+    monkeypatch.setattr(probe.httpx, "get", lambda url, **kw: httpx.Response(200, json=body))
+
+
+def test_a_single_model_llamacpp_server_is_not_held_to_a_model_name(monkeypatch) -> None:
+    # what llama.cpp's own server lists (checked against xllamacpp): the file it loaded, owned by
+    # "llamacpp"; it answers a request for any model name with that one model
+    _answer_models(monkeypatch, {"object": "list", "data": [
+        {"id": "/models/gemma-3-270m-q4_k_m.gguf", "object": "model", "owned_by": "llamacpp"}]})
+    probe_servers(_config("http://127.0.0.1:8080/v1", "gemma", "gemma"))
+
+
+def test_an_ollama_name_without_a_tag_matches_its_latest_tag(monkeypatch) -> None:
+    # Ollama lists `name:tag` and answers `name` with `name:latest`
+    _answer_models(monkeypatch, {"object": "list", "data": [
+        {"id": "llama3.2:latest", "object": "model", "owned_by": "library"},
+        {"id": "qwen2.5vl:7b", "object": "model", "owned_by": "library"}]})
+    probe_servers(_config("http://127.0.0.1:11434/v1", "llama3.2", "qwen2.5vl:7b"))
+    with pytest.raises(Exception) as e:  # a tag it does not list is still caught
+        probe_servers(_config("http://127.0.0.1:11434/v1", "llama3.2", "qwen2.5vl"))
+    assert "'qwen2.5vl'" in describe(e.value)[1]
+
+
+def test_a_loopback_server_is_not_probed_from_the_driver_of_a_ray_cluster(monkeypatch) -> None:
+    """With executor ray:ADDRESS the annotate actors run on the cluster's nodes, where 127.0.0.1 is
+    their own machine: the driver cannot tell whether that server is up, so it must not refuse it."""
+    import httpx
+
+    import megapairs.annotate.probe as probe
+
+    asked: list[str] = []
+
+    def down(url: str, **kw):
+        asked.append(url)
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(probe.httpx, "get", down)
+    probe_servers(_config("http://127.0.0.1:8000/v1"), remote=True)
+    probe_servers(_config("http://localhost:8000/v1"), remote=True)
+    assert asked == []
+    with pytest.raises(Exception):  # a named host is the same host for every node: still checked
+        probe_servers(_config("http://gpu-box:8000/v1"), remote=True)
+    with pytest.raises(Exception):  # on this machine (local, or a local Ray) 127.0.0.1 is checked
+        probe_servers(_config("http://127.0.0.1:8000/v1"))
+
+
+def test_the_pipeline_tells_the_probe_when_annotate_runs_on_a_ray_cluster(monkeypatch, tmp_path) -> None:
+    import megapairs.annotate.probe as probe
+    from megapairs.config import load_config
+    from megapairs.pipeline import run_pipeline
+
+    class Probed(Exception):
+        pass
+
+    def record(config, where="annotate", **kw):
+        raise Probed(kw)
+
+    monkeypatch.setattr(probe, "probe_servers", record)
+    for executor, remote in (("local", False), ("ray", False), ("ray:10.0.0.1:6379", True)):
+        config = load_config("tiny", overrides=[f"executor={executor}",
+                                                "annotate.writer=openai:http://127.0.0.1:1/v1#m"])
+        with pytest.raises(Probed) as e:  # stops before any stage (and before Ray starts)
+            run_pipeline(tmp_path / "run", config)
+        assert e.value.args[0] == {"remote": remote}

@@ -18,3 +18,16 @@ def test_standalone_export_uses_the_runs_saved_export_section(exported_run, caps
     err = capsys.readouterr().err
     assert err.startswith("megapairs-export: error: ") and "different configuration" in err
     assert fingerprint(run / "dataset") == before
+
+
+def test_a_whole_pipeline_config_file_gives_its_export_section(tmp_path) -> None:
+    """--config takes a pipeline YAML (as `megapairs export --config` does) as well as the export
+    fields alone: a file with other sections is not read as export fields."""
+    whole = tmp_path / "pipeline.yaml"
+    whole.write_text("executor: local\nmine:\n  k: 5\n")
+    assert build_config([], str(whole)).image_size == build_config([]).image_size  # no export section: defaults
+    whole.write_text("mine:\n  k: 5\nexport:\n  image_size: 256\n")
+    assert build_config([], str(whole)).image_size == 256
+    alone = tmp_path / "fields.yaml"
+    alone.write_text("image_size: 128\n")
+    assert build_config([], str(alone)).image_size == 128

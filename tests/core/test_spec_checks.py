@@ -61,3 +61,28 @@ def test_the_shipped_presets_pass_the_check_without_loading_a_model(monkeypatch)
         load_config(preset).check_specs()
     load_config("tiny", overrides=["annotate.describer=captions:openai-completions:http://h:1/v1#m",
                                    "annotate.writer=openai:http://h:1/v1#m", "embed.image=hf:org/name"]).check_specs()
+
+
+def test_a_llamacpp_model_file_in_the_working_folder_passes_whatever_its_name(tmp_path, monkeypatch):
+    # resolve_model takes any existing file; the check must not refuse one it would load
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Gemma-3-270M.Q4_K_M.GGUF").write_bytes(b"GGUF")
+    (tmp_path / "model.bin").write_bytes(b"GGUF")
+    for name in ("Gemma-3-270M.Q4_K_M.GGUF", "model.bin"):
+        load_config("tiny", overrides=[f"annotate.writer=llamacpp:{name}",
+                                       f"annotate.describer=captions:llamacpp:{name}"]).check_specs()
+    with pytest.raises(Exception, match="llamacpp:gemma3-270m"):  # a typo of the alias is still caught
+        load_config("tiny", overrides=["annotate.writer=llamacpp:gemma3-207m"]).check_specs()
+
+
+def test_registering_a_prefix_again_replaces_its_check_too():
+    """A third party that registers its own factory under a taken prefix must not be judged by the
+    check of the factory it replaced."""
+    from megapairs.registry import Registry, SpecError, needs_argument
+
+    reg: Registry[object] = Registry("widget")
+    reg.register("w", check=needs_argument("w", "name"))(lambda arg: object())
+    with pytest.raises(SpecError):
+        reg.check("w:", "field")
+    reg.register("w")(lambda arg: object())  # the new factory takes `w:` alone (a default)
+    reg.check("w:", "field")

@@ -262,3 +262,17 @@ def test_cirr_targets_outside_the_split_are_a_clear_error(cirr_dir: Path, retrie
     cap.write_text(json.dumps(rows))
     with pytest.raises(UserError, match="dev-99-0-img0"):
         evaluate("cirr", cirr_dir, retriever, opts(tmp_path))
+
+
+def test_a_cached_gallery_with_nan_is_not_used(cirr_dir: Path, retriever, tmp_path: Path):
+    """Gallery caches written before NaN embeddings were refused (the old norm check let them through)
+    must not bring NaN back: such a cache is encoded afresh."""
+    first = evaluate("cirr", cirr_dir, retriever, opts(tmp_path))
+    caches = sorted((tmp_path / "cache").glob("*.npy"))
+    assert caches
+    for npy in caches:
+        np.save(npy, np.full_like(np.load(npy), np.nan))
+    again = evaluate("cirr", cirr_dir, retriever, opts(tmp_path))
+    assert again["gallery_cache_hits"] == []
+    assert again["metrics"] == first["metrics"]
+    assert all(np.isfinite(np.load(npy)).all() for npy in caches)  # rewritten

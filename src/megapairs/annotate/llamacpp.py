@@ -161,8 +161,11 @@ class LlamaCppGenerator(OpenAICompatGenerator):
 
 def check_model_arg(arg: str) -> None:
     """A packaged alias, or something that reads as a path to a model file (`gemma3-207m` is a typo,
-    not a file). Whether the file exists is left to start-up: a missing one falls back (non-strict)."""
-    if not arg or arg in MODEL_ALIASES or "/" in arg or arg.endswith(".gguf"):
+    not a file). Whether the file exists is left to start-up: a missing one falls back (non-strict).
+    An existing file passes whatever its name, as `resolve_model` loads it."""
+    if not arg or arg in MODEL_ALIASES or "/" in arg or arg.lower().endswith(".gguf"):
+        return
+    if Path(arg).is_file():  # a bare file name in the working folder ("~x" would raise in expanduser)
         return
     raise SpecError(f"llamacpp:{arg} names no packaged model and no .gguf file; packaged: "
                     f"{', '.join(f'llamacpp:{a}' for a in MODEL_ALIASES)}, or give a path llamacpp:/models/x.gguf")

@@ -140,9 +140,12 @@ class Context:
             meta = json.loads(meta_path.read_text())
             if meta.get("preprocess_id") == pid and meta.get("items_hash") == items_hash:
                 emb = np.load(npy)
-                if emb.shape[0] == len(items):
+                if emb.shape[0] == len(items) and np.isfinite(emb).all():
                     self.cache_hits.append(name)
                     return emb
+                if emb.shape[0] == len(items):  # written before NaN was refused (the old norm check passed it)
+                    log.warning("%s: the cached gallery embeddings %s hold NaN or infinite values; encoding "
+                                "the gallery again", name, npy)
         emb = self.encode(items, f"{name} gallery", role="candidate")
         write_npy(npy, emb)
         atomic_write_json(meta_path, {"preprocess_id": pid, "items_hash": items_hash, "count": len(items),

@@ -4,7 +4,7 @@
 
 Like `megapairs export`, it starts from the run's saved config.yaml (its export section and executor),
 so it finds the export `megapairs run` made; a `--config` file's export fields and then the overrides
-go on top. Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
+go on top (`megapairs export --config FILE` instead uses FILE in place of the saved config.yaml). Overrides take YAML values and may omit the `export.` prefix (`image_size=512`,
 `formats=[parquet,webdataset]`). `register(subparsers)` adds the same parser to another CLI.
 """
 
@@ -32,13 +32,14 @@ def saved_config(run: str | Path | None) -> dict[str, Any]:
 def build_config(overrides: list[str], config_file: str | None = None, run: str | Path | None = None):
     """The export section of the run's saved config.yaml (as `megapairs export` uses it), then a
     YAML file's export fields, then the overrides, each on top of the last."""
-    from megapairs.config import read_yaml
+    from megapairs.config import SECTIONS, read_yaml
     from megapairs.export.config import ExportConfig
 
     data: dict[str, Any] = dict(saved_config(run).get(SECTION) or {})
     if config_file:
         loaded = read_yaml(config_file)
-        data.update(loaded.get(SECTION, loaded) or {})
+        whole = any(k in SECTIONS for k in loaded)  # a pipeline config: only its export section
+        data.update((loaded.get(SECTION) if whole else loaded) or {})
     items = [o[len(SECTION) + 1:] if o.startswith(SECTION + ".") else o for o in overrides]
     return ExportConfig.from_dict(apply_overrides({SECTION: data}, [f"{SECTION}.{o}" for o in items])[SECTION],
                                   SECTION)
