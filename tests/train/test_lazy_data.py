@@ -44,7 +44,8 @@ def old_grouped_holdout(data: TripletTable, eval_size: int, seed: int):
 
 
 def _rows(data: TripletTable) -> list[dict]:
-    return [data.row(i) for i in range(len(data))]
+    """The four fields the 0.2 loader had (the row file also carries t_caption, null here)."""
+    return [{c: data.row(i)[c] for c in COLUMNS} for i in range(len(data))]
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ class TrainConfig(ConfigBase):
 
     # objective
     temperature: float = 0.02
+    # >0: also InfoNCE of each target's caption alone (text query) against the same candidates, weighted
+    # so; grounds the text side in what the corpus's words look like (needs `t_caption` in the data)
+    caption_loss_weight: float = 0.0
     num_hard_negatives: int = 4  # per query, the first is its own query image; 0: in-batch positives only
     gather_across_devices: bool = True  # candidates from every GPU (all_gather, grads for the local part)
 
@@ -81,12 +84,16 @@ class TrainConfig(ConfigBase):
         "keep_checkpoints", "feature_cache", "feature_cache_dir",
     )
     # hashed only when set: see ConfigBase.HASHED_IF_SET
-    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0, "fusion": "sum", "combiner_dim": 512}
+    HASHED_IF_SET: ClassVar[dict[str, object]] = {"train_fraction": 1.0, "fusion": "sum", "combiner_dim": 512,
+                                                   "caption_loss_weight": 0.0}
 
     def validate(self) -> None:
         where = getattr(self, "_where", "TrainConfig")
         checks = [
             (self.temperature > 0, "temperature", "must be > 0"),
+            (self.caption_loss_weight >= 0, "caption_loss_weight", "must be >= 0"),
+            (not (self.caption_loss_weight and self.grad_cache_chunk), "caption_loss_weight",
+             "is not supported together with grad_cache_chunk"),
             (self.num_hard_negatives >= 0, "num_hard_negatives", "must be >= 0"),
             (0 < self.train_fraction <= 1, "train_fraction", "must be in (0, 1]"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),

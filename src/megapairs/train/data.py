@@ -49,7 +49,7 @@ def candidate_ids(items: list[dict[str, Any]]) -> torch.Tensor:
     """The batch's candidate image ids (B*G,) int64, in the collated candidates' order."""
     return torch.tensor([i for it in items for i in it["ids"]], dtype=torch.long)
 
-COLUMNS = ("q_img", "q_text", "t_img", "hns")
+COLUMNS = ("q_img", "q_text", "t_img", "hns", "t_caption")  # t_caption: only where the table has it
 SCHEMA = triplet_cache.SCHEMA
 
 
@@ -63,7 +63,8 @@ class TripletTable:
 
     def __post_init__(self) -> None:
         # Row lookups go straight to a chunk (a mapped file has one chunk per written batch).
-        self._chunks = [self.table.column(c).chunks for c in COLUMNS]
+        self._names = [c for c in COLUMNS if c in self.table.column_names]
+        self._chunks = [self.table.column(c).chunks for c in self._names]
         sizes = [len(ch) for ch in self._chunks[0]]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
@@ -75,7 +76,14 @@ class TripletTable:
             raise IndexError(f"row {i} out of range for {len(self)} triplets")
         k = int(np.searchsorted(self._starts, i, side="right")) - 1
         j = i - int(self._starts[k])
-        return {c: chunks[k][j].as_py() for c, chunks in zip(COLUMNS, self._chunks)}
+        return {c: chunks[k][j].as_py() for c, chunks in zip(self._names, self._chunks)}
+
+    def rows_without_caption(self, rows: np.ndarray) -> int:
+        """How many of `rows` have no target caption (all of them when the table has no such column)."""
+        if "t_caption" not in self.table.column_names:
+            return len(rows)
+        valid = self.table.column("t_caption").is_valid().to_numpy(zero_copy_only=False)
+        return int(len(rows) - valid[np.asarray(rows, dtype=np.int64)].sum())
 
 
 def load_triplets(path: str | Path, image_root: str | Path | None = None, *,
@@ -119,7 +127,7 @@ class TripletDataset(torch.utils.data.Dataset):
 
     def __init__(self, data: TripletTable, rows: np.ndarray | None = None, *, num_hard_negatives: int = 4,
                  seed: int = 0, sample_instruction: bool = True, load_images: bool = True,
-                 exclude: frozenset = frozenset()) -> None:
+                 exclude: frozenset = frozenset(), captions: bool = False) -> None:
         self.data = data
         self.rows = np.arange(len(data)) if rows is None else np.asarray(rows)
         self.k = num_hard_negatives
@@ -127,6 +135,7 @@ class TripletDataset(torch.utils.data.Dataset):
         self.sample_instruction = sample_instruction
         self.load_images = load_images  # False: items carry image references (the feature cache)
         self.exclude = exclude  # image keys (`ref_key`) never used as negatives: the held-out images
+        self.captions = captions  # items also carry the target's caption (the caption loss)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -162,6 +171,8 @@ class TripletDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         pos, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.choose(pos, epoch)
+        if self.captions:
+            item["caption"] = self.data.row(item["row"])["t_caption"]
         if not self.load_images:
             return item
         item["query_image"] = load_image(item["query_image"])
@@ -293,4 +304,12 @@ class TripletCollator:
                                role="query")
         cands = self.processor(images=[c for it in items for c in it["candidates"]], texts=None, role="candidate")
         return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items],
-                "candidate_ids": candidate_ids(items)}
+                "candidate_ids": candidate_ids(items), **caption_queries(self.processor, items)}
+
+
+def caption_queries(processor, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"caption": text-only inputs (B, ...)} of the items' target captions, when they carry them
+    (`TripletDataset(captions=True)`); else {}."""
+    if "caption" not in items[0]:
+        return {}
+    return {"caption": processor(images=None, texts=[it["caption"] for it in items], role="query")}

@@ -63,7 +63,8 @@ class StepRunner:
 
     def step(self, batch: dict[str, Any]) -> torch.Tensor:
         """`batch` = {"query": inputs (B, ...), "candidate": inputs (B*G, ...), optional
-        "candidate_ids": (B*G,) image ids (copies of a positive are then masked)}; returns the detached loss."""
+        "candidate_ids": (B*G,) image ids (copies of a positive are then masked), optional "caption":
+        text-only inputs (B, ...) of the targets' captions (the caption loss)}; returns the detached loss."""
         model, cfg = self.model, self.cfg
         query = to_device(batch["query"], self.device)
         cands = to_device(batch["candidate"], self.device)
@@ -76,7 +77,10 @@ class StepRunner:
             with self.autocast():
                 q = model(**query)  # (B, D)
                 c = model(**cands)  # (B*G, D)
+                cap = model(**to_device(batch["caption"], self.device)) if "caption" in batch else None  # (B, D)
             loss = loss_fn(q, c)
+            if cap is not None and cfg.caption_loss_weight:  # each target's caption finds its own target
+                loss = loss + cfg.caption_loss_weight * loss_fn(cap, c)
             self._scale(loss).backward()
             loss = loss.detach()
         if self.dist.enabled:

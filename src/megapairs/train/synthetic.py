@@ -16,8 +16,10 @@ from PIL import Image
 
 
 def write_synthetic_triplets(root: str | Path, *, n_images: int = 24, n_rows: int = 16, n_negatives: int = 5,
-                             size: tuple[int, int] = (40, 48), seed: int = 0, fmt: str = "parquet") -> Path:
-    """Write `root/images/*.png` and `root/triplets.{parquet,jsonl}`; return the triplet file."""
+                             size: tuple[int, int] = (40, 48), seed: int = 0, fmt: str = "parquet",
+                             captions: bool = False) -> Path:
+    """Write `root/images/*.png` and `root/triplets.{parquet,jsonl}`; return the triplet file. With
+    `captions`, rows also carry `t_caption` ("picture <n>" of the target image n), as our export does."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -34,6 +36,8 @@ def write_synthetic_triplets(root: str | Path, *, n_images: int = 24, n_rows: in
         texts = [f"make it {w}" for w in rng.choice(words, 3, replace=False)]
         rows.append({"q_img": names[q], "q_text": texts, "t_img": names[t],
                      "hns": [names[q]] + [names[j] for j in negs]})
+        if captions:
+            rows[-1]["t_caption"] = f"picture {int(t)}"
     if fmt == "parquet":
         path = root / "triplets.parquet"
         pq.write_table(pa.Table.from_pylist(rows), path)

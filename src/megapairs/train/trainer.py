@@ -131,8 +131,13 @@ class Trainer:
         train_rows = subsample_rows(train_rows, cfg.train_fraction, cfg.seed)
         self.data = data
         use_cache = cfg.feature_cache and supports_feature_cache(model)
+        captions = cfg.caption_loss_weight > 0
+        if captions and (missing := data.rows_without_caption(train_rows)):
+            raise ConfigError(f"{cfg.where}.caption_loss_weight: {missing} of {len(train_rows)} training triplets have "
+                              "no target caption (t_caption)", hint="train on a megapairs export (it writes "
+                              "t_caption), or set caption_loss_weight=0")
         self.dataset = TripletDataset(data, train_rows, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed,
-                                      load_images=not use_cache, exclude=holdout.val_images)
+                                      load_images=not use_cache, exclude=holdout.val_images, captions=captions)
         self.eval_exclude: frozenset = frozenset()  # images training touches: kept out of the held-out gallery
         self.eval_set: tuple[TripletTable, np.ndarray] | None = None
         if cfg.eval_data:

@@ -1,5 +1,6 @@
-"""Training triplets as one Arrow file (q_img, q_text, t_img, hns with absolute image paths) that every
-process memory-maps, so the rows cost page cache, not process memory, at any number of rows.
+"""Training triplets as one Arrow file (q_img, q_text, t_img, hns with absolute image paths; t_caption
+where the table has one) that every process memory-maps, so the rows cost page cache, not process
+memory, at any number of rows.
 
 Built table by table in batches. Parquet tables whose four fields are plain strings / string lists
 (our export, the released MegaPairs data, their column aliases) are converted with Arrow compute:
@@ -28,7 +29,10 @@ import pyarrow.parquet as pq
 from megapairs.export import reader
 
 SCHEMA = pa.schema([("q_img", pa.string()), ("q_text", pa.list_(pa.string())), ("t_img", pa.string()),
-                    ("hns", pa.list_(pa.string()))])
+                    ("hns", pa.list_(pa.string())), ("t_caption", pa.string())])
+# The target image's caption (our export's `t_caption`), null where a table has none: only the
+# caption loss (`TrainConfig.caption_loss_weight`) reads it.
+CAPTION_NAMES = ("t_caption", "target_caption")
 BATCH = 1 << 16
 # A path part "." or "..", or an empty part: these need Path.resolve()'s normalisation.
 ODD_PATH = r"(^|/)\.\.?(/|$)|//|/$"
@@ -37,7 +41,7 @@ FINGERPRINT = b"megapairs.triplets"
 
 def fingerprint(path: Path, split: str | None, image_root: Path | None) -> str:
     tables = reader.find_tables(path, split)
-    return json.dumps({"version": 1, "split": split, "image_root": str(image_root) if image_root else None,
+    return json.dumps({"version": 2, "split": split, "image_root": str(image_root) if image_root else None,
                        "tables": [[str(t), t.stat().st_size, t.stat().st_mtime_ns] for t in tables]})
 
 
@@ -57,7 +61,7 @@ def _fast_fields(table: Path) -> dict[str, str] | None:
     schema = pq.read_schema(table)
     names = set(schema.names)
     out: dict[str, str] = {}
-    for f in SCHEMA.names:
+    for f in ("q_img", "q_text", "t_img", "hns"):
         name = next((a for a in reader.ALIASES[f] if a in names), None)
         if name is None:
             if f == "hns":
@@ -70,6 +74,11 @@ def _fast_fields(table: Path) -> dict[str, str] | None:
         if not ok:
             return None
         out[f] = name
+    caption = next((a for a in CAPTION_NAMES if a in names), None)
+    if caption is not None:
+        if not pa.types.is_string(schema.field(caption).type):
+            return None
+        out["t_caption"] = caption
     return out
 
 
@@ -99,7 +108,8 @@ def _parquet_batches(table: Path, fields: dict[str, str], root: Path,
             hns = pa.ListArray.from_arrays(_offsets(hns), _absolute(pc.list_flatten(hns), base))
         else:
             hns = pa.ListArray.from_arrays(pa.array([0] * (batch.num_rows + 1), pa.int32()), pa.array([], pa.string()))
-        yield pa.record_batch([_absolute(col["q_img"], base), texts, _absolute(col["t_img"], base), hns],
+        caption = col.get("t_caption", pa.nulls(batch.num_rows, pa.string()))
+        yield pa.record_batch([_absolute(col["q_img"], base), texts, _absolute(col["t_img"], base), hns, caption],
                               schema=SCHEMA)
 
 
@@ -132,6 +142,8 @@ def _row_batches(table: Path, root: Path, image_root: Path | None) -> Iterator[p
         if base is None:
             base = reader.table_base(table, root, image_root, reader._path_value(reader._field(row, "q_img")))
         t = reader.triplet_of(row, base)
+        caption = next((t[a] for a in CAPTION_NAMES if t.get(a) is not None), None)
+        t["t_caption"] = None if caption is None else str(caption)
         for c in SCHEMA.names:
             cols[c].append(t[c])
         if len(cols["q_img"]) >= BATCH:
