@@ -6,10 +6,11 @@ on held-out composed queries with composed, image-only and text-only queries sid
     [--arm e10:epochs=10]     # extra arms: the base recipe with other TrainConfig fields
 
 Arms share the demo's recipe (seed 0, batch 32, 6 epochs, lr 1e-3, temperature 0.05, frozen
-towers, sum fusion, 4 negatives: the query image + 3 mined; the run's feature cache is reused):
-`sum` (the recipe itself), `combiner` (fusion=combiner, the trainable text-conditioned combiner),
-`frac25` / `frac50` (nested subsets of the train triplets, same epochs), `hn0` (no hard negatives:
-in-batch positives only). Scores: recall@1/5/10 from the one triplet evaluator
+towers, sum fusion, 4 negatives: the query image + 3 mined, caption term weight 3; the run's feature
+cache is reused): `sum` (the recipe itself), `combiner` (fusion=combiner, the trainable
+text-conditioned combiner), `frac25` / `frac50` (nested subsets of the train triplets, same epochs),
+`hn0` (no hard negatives: in-batch positives only), `nocap` (no caption term: session 4's recipe).
+Scores: recall@1/5/10 from the one triplet evaluator
 (`evaluate("triplets")`), the query image removed in every mode, ties ranked against the model,
 paired bootstrap 95 % intervals (composed - image-only; arm - zero-shot), and, with the query image
 kept, how often it ranks first.
@@ -29,9 +30,10 @@ import numpy as np
 from megapairs.evaluate.bootstrap import paired_bootstrap
 from megapairs.followup import RECALL_KS, _load, feature_cache
 
-BASE = {"epochs": 6, "temperature": 0.05, "batch_size": 32, "num_hard_negatives": 4, "fusion": "sum", "seed": 0}
+BASE = {"epochs": 6, "temperature": 0.05, "batch_size": 32, "num_hard_negatives": 4, "fusion": "sum", "seed": 0,
+        "caption_loss_weight": 3.0}
 ARMS = {"sum": {}, "combiner": {"fusion": "combiner"}, "frac25": {"train_fraction": 0.25},
-        "frac50": {"train_fraction": 0.5}, "hn0": {"num_hard_negatives": 0}}
+        "frac50": {"train_fraction": 0.5}, "hn0": {"num_hard_negatives": 0}, "nocap": {"caption_loss_weight": 0.0}}
 MODES = ("composed", "image", "text")
 
 
