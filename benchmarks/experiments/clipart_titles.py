@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from megapairs.annotate.changes import BW_PHRASES, COLOURS, DIRECTIONS, NUMBER_WORDS, STATES, SIZES
+from megapairs.annotate.changes import BW_PHRASES, COLOURS, DIRECTIONS, NUMBER_WORDS, STATES
 from megapairs.corpus.images import DecodeError, render_svg
 from megapairs.corpus.svgmeta import svg_metadata
 
