@@ -5,6 +5,7 @@ file; the term is added to the loss; data without captions is refused up front."
 import re
 
 import pytest
+import torch
 
 from megapairs.configbase import ConfigError
 from megapairs.train.config import TrainConfig
@@ -57,8 +58,44 @@ def test_the_caption_term_is_added_to_the_loss(offline_ready, tmp_path):
 
 def test_data_without_captions_is_refused_before_training(offline_ready, tmp_path):
     data = write_synthetic_triplets(tmp_path / "d", n_rows=8)
-    with pytest.raises(ConfigError, match=r"caption_loss_weight: 8 of 8 training triplets have no target caption"):
+    with pytest.raises(ConfigError, match=r"caption_loss_weight: none of the 8 training triplets has a target caption"):
         Trainer(_cfg(data, caption_loss_weight=1.0), tmp_path / "run").fit()
+
+
+def test_rows_without_a_caption_are_left_out_of_the_caption_term(tmp_path):
+    """An uncaptioned image exports an empty caption: that row must not train the empty text
+    towards its target; the term is the mean over the rows that have one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from megapairs.train.data import caption_queries
+    from megapairs.train.loss import InfoNCELoss
+
+    path = write_synthetic_triplets(tmp_path / "d", n_rows=6, captions=True)
+    table = pq.read_table(path)
+    caps = table.column("t_caption").to_pylist()
+    caps[1], caps[4] = "", None
+    pq.write_table(table.set_column(table.schema.get_field_index("t_caption"), "t_caption", pa.array(caps)), path)
+    data = load_triplets(path)
+    assert data.rows_without_caption(range(6)) == 2
+
+    seen = []
+    out = caption_queries(lambda images, texts, role: seen.append(texts) or {"n": len(texts)},
+                          [{"caption": c} for c in caps])
+    assert out["caption_mask"].tolist() == [True, False, True, True, False, True]
+    assert seen == [[c or "" for c in caps]]
+    assert caption_queries(lambda **k: {}, [{"caption": None}, {"caption": " "}]) == {}
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    c = torch.nn.functional.normalize(torch.randn(18, 8, generator=g), dim=-1)
+    loss = InfoNCELoss(0.1)
+    mask = out["caption_mask"]
+    full = torch.nn.functional.cross_entropy(q @ c.T / 0.1, torch.arange(6) * 3, reduction="none")
+    assert loss(q, c, query_mask=mask).item() == pytest.approx(full[mask].mean().item(), rel=1e-6)
+    assert loss(q, c, query_mask=torch.ones(6, dtype=torch.bool)).item() == pytest.approx(loss(q, c).item(), rel=1e-6)
+    assert loss(q, c, query_mask=torch.zeros(6, dtype=torch.bool)).item() == 0.0
+
 
 
 def test_caption_loss_with_grad_cache_is_a_config_error(tmp_path):

@@ -79,11 +79,16 @@ class TripletTable:
         return {c: chunks[k][j].as_py() for c, chunks in zip(self._names, self._chunks)}
 
     def rows_without_caption(self, rows: np.ndarray) -> int:
-        """How many of `rows` have no target caption (all of them when the table has no such column)."""
+        """How many of `rows` have no target caption, null or blank (all of them when the table has
+        no such column)."""
+        import pyarrow.compute as pc
+
+        rows = np.asarray(rows, dtype=np.int64)
         if "t_caption" not in self.table.column_names:
             return len(rows)
-        valid = self.table.column("t_caption").is_valid().to_numpy(zero_copy_only=False)
-        return int(len(rows) - valid[np.asarray(rows, dtype=np.int64)].sum())
+        col = self.table.column("t_caption")
+        has = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0), False)
+        return int(len(rows) - has.to_numpy(zero_copy_only=False)[rows].sum())
 
 
 def load_triplets(path: str | Path, image_root: str | Path | None = None, *,
@@ -308,8 +313,13 @@ class TripletCollator:
 
 
 def caption_queries(processor, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """{"caption": text-only inputs (B, ...)} of the items' target captions, when they carry them
-    (`TripletDataset(captions=True)`); else {}."""
+    """{"caption": text-only inputs (B, ...) of the items' target captions, "caption_mask": (B,) bool,
+    False where an item has none (null or blank: its slot holds an empty text the loss skips)}, when
+    the items carry captions (`TripletDataset(captions=True)`) and at least one has one; else {}."""
     if "caption" not in items[0]:
         return {}
-    return {"caption": processor(images=None, texts=[it["caption"] for it in items], role="query")}
+    texts = [(it["caption"] or "").strip() for it in items]
+    if not any(texts):
+        return {}
+    return {"caption": processor(images=None, texts=texts, role="query"),
+            "caption_mask": torch.tensor([bool(t) for t in texts])}

@@ -36,7 +36,9 @@ class InfoNCELoss(nn.Module):
     def gathers(self) -> bool:
         return self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
-    def forward(self, q: torch.Tensor, c: torch.Tensor, candidate_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, c: torch.Tensor, candidate_ids: torch.Tensor | None = None,
+                query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`query_mask` (B,) bool: only these queries count (the mean over them; 0 when none)."""
         b = q.shape[0]
         if c.shape[0] % b:
             raise ValueError(f"{c.shape[0]} candidates do not split into groups for {b} queries")
@@ -48,11 +50,17 @@ class InfoNCELoss(nn.Module):
             c = gather_with_grad(c)  # (W*B*G, D)
             if candidate_ids is not None:
                 candidate_ids = gather_without_grad(candidate_ids.to(c.device))  # (W*B*G,)
+            if query_mask is not None:
+                query_mask = gather_without_grad(query_mask.to(c.device))  # (W*B,)
         logits = q.float() @ c.float().T / self.temperature  # (Bq, Bq*G)
         targets = torch.arange(q.shape[0], device=q.device) * group  # (Bq,) index of each positive
         if candidate_ids is not None:
             logits = logits.masked_fill(positive_copies(candidate_ids.to(c.device), group), float("-inf"))
-        return F.cross_entropy(logits, targets)
+        if query_mask is None:
+            return F.cross_entropy(logits, targets)
+        per_query = F.cross_entropy(logits, targets, reduction="none")  # (Bq,)
+        mask = query_mask.to(per_query.device)
+        return (per_query * mask).sum() / mask.sum().clamp(min=1)
 
 
 def positive_copies(candidate_ids: torch.Tensor, group: int) -> torch.Tensor:

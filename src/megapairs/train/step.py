@@ -80,7 +80,7 @@ class StepRunner:
                 cap = model(**to_device(batch["caption"], self.device)) if "caption" in batch else None  # (B, D)
             loss = loss_fn(q, c)
             if cap is not None and cfg.caption_loss_weight:  # each target's caption finds its own target
-                loss = loss + cfg.caption_loss_weight * loss_fn(cap, c)
+                loss = loss + cfg.caption_loss_weight * loss_fn(cap, c, query_mask=batch["caption_mask"])
             self._scale(loss).backward()
             loss = loss.detach()
         if self.dist.enabled:

@@ -133,9 +133,12 @@ class Trainer:
         use_cache = cfg.feature_cache and supports_feature_cache(model)
         captions = cfg.caption_loss_weight > 0
         if captions and (missing := data.rows_without_caption(train_rows)):
-            raise ConfigError(f"{cfg.where}.caption_loss_weight: {missing} of {len(train_rows)} training triplets have "
-                              "no target caption (t_caption)", hint="train on a megapairs export (it writes "
-                              "t_caption), or set caption_loss_weight=0")
+            if missing == len(train_rows):
+                raise ConfigError(f"{cfg.where}.caption_loss_weight: none of the {len(train_rows)} training triplets "
+                                  "has a target caption (t_caption)", hint="train on a megapairs export of a "
+                                  "captioned corpus (it writes t_caption), or set caption_loss_weight=0")
+            log.warning("caption term: %d of %d training triplets have no target caption; they count in the "
+                        "instruction loss only", missing, len(train_rows))
         self.dataset = TripletDataset(data, train_rows, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed,
                                       load_images=not use_cache, exclude=holdout.val_images, captions=captions)
         self.eval_exclude: frozenset = frozenset()  # images training touches: kept out of the held-out gallery
