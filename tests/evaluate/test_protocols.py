@@ -213,8 +213,8 @@ def test_trainer_holdout_evaluator_is_the_same_and_pessimistic():
     from megapairs.train.data import SCHEMA, TripletTable
     from megapairs.train.evaluate import recall_on_triplets
 
-    table = pa.table({"q_img": ["a", "c"], "q_text": [["x"], ["y"]], "t_img": ["b", "d"], "hns": [["a"], ["c"]]},
-                     schema=SCHEMA)
+    table = pa.table({"q_img": ["a", "c"], "q_text": [["x"], ["y"]], "t_img": ["b", "d"], "hns": [["a"], ["c"]],
+                      "t_caption": [None, None]}, schema=SCHEMA)
 
     class Constant:
         training = False
