@@ -198,15 +198,14 @@ class CachedTripletCollator:
         self.cache = cache
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        from megapairs.train.data import caption_queries
+        from megapairs.train.data import candidate_ids, caption_queries
 
         group = len(items[0]["candidates"])
         query = self.processor(images=None, texts=[it["text"] for it in items], role="query")
         query.update(self.cache.lookup([it["query_image"] for it in items]))
         cands = self.cache.lookup([c for it in items for c in it["candidates"]])
         return {"query": query, "candidate": cands, "group": group, "rows": [it["row"] for it in items],
-                "candidate_ids": torch.tensor([i for it in items for i in it["ids"]], dtype=torch.long),  # (B*G,)
-                **caption_queries(self.processor, items)}
+                "candidate_ids": candidate_ids(items), **caption_queries(self.processor, items)}  # ids (B*G,)
 
 
 def encode_cached(model: Any, cache: ImageFeatureCache, images: list | None, texts: list[str] | None,

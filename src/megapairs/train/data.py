@@ -155,8 +155,10 @@ class TripletDataset(torch.utils.data.Dataset):
             raise ValueError(f"triplet row {i} has no instruction")
         text = texts[int(rng.integers(len(texts)))] if self.sample_instruction else texts[0]
         q_img, t_img = row["q_img"], row["t_img"]
+        caption = {"caption": row["t_caption"]} if self.captions else {}  # for the caption term
         if self.k == 0:  # no hard negatives: the other queries' positives are the only negatives
-            return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img], "ids": [image_id(t_img)]}
+            return {"row": i, "text": text, "query_image": q_img, "candidates": [t_img], "ids": [image_id(t_img)],
+                    **caption}
         others = [h for h in (row["hns"] or []) if h != q_img and h != t_img]
         if self.exclude:
             from megapairs.models.feature_cache import ref_key
@@ -171,13 +173,11 @@ class TripletDataset(torch.utils.data.Dataset):
                 negatives.append(self.data.row(j)["t_img"])
         cands = [t_img, *negatives]
         return {"row": i, "text": text, "query_image": q_img, "candidates": cands,
-                "ids": [image_id(c) for c in cands]}
+                "ids": [image_id(c) for c in cands], **caption}
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         pos, epoch = key if isinstance(key, tuple) else (key, 0)
         item = self.choose(pos, epoch)
-        if self.captions:
-            item["caption"] = self.data.row(item["row"])["t_caption"]
         if not self.load_images:
             return item
         item["query_image"] = load_image(item["query_image"])
