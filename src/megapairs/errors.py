@@ -151,13 +151,18 @@ def damaged_parquet(path: Path | str | None, exc: BaseException) -> DamagedFile:
                        hint=f"delete its marker {marker} and rerun {again} to rewrite that shard")
 
 
+def rerun_hint(artifact: Path) -> str:
+    """How to rewrite an artifact folder of a run: its stage's command, when the folder is a stage's."""
+    stage = FOLDER_STAGE.get(artifact.name)
+    return f"rerun `megapairs {stage} --run {artifact.parent}`" if stage else "rerun the command that wrote it"
+
+
 def damaged_json(path: Path, exc: ValueError) -> DamagedFile:
     """A bookkeeping JSON file (marker, manifest, lineage) that no longer parses."""
     reason = getattr(exc, "msg", None) or _first_line(str(exc))
     art = path.parent.parent if path.parent.name == "done" else path.parent
     art = art.parent if art.name == ".megapairs" else art
-    stage = FOLDER_STAGE.get(art.name)
-    again = f"rerun `megapairs {stage} --run {art.parent}`" if stage else "rerun the command that wrote it"
+    again = rerun_hint(art)
     err = DamagedFile(f"{path} is damaged (not JSON: {reason})", hint=f"delete it and {again} to rewrite it")
     err.path, err.reason = str(path), f"not JSON: {reason}"
     return err

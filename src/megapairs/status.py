@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from megapairs.artifacts import Artifact
-from megapairs.errors import FOLDER_STAGE, UserError
+from megapairs.errors import UserError
 
 ARTIFACT_ORDER = ["corpus", "embeddings", "pairs", "annotations", "dataset"]
 DETAIL_KEYS = ("status_counts", "pairs_by_view", "status", "views")
@@ -51,10 +51,9 @@ def _artifact_status(folder: Path) -> dict[str, Any]:
 
 def _damaged(folder: Path, exc: Exception) -> dict[str, Any]:
     """A bookkeeping file that does not read (cut short, edited, a field missing): which, and why."""
-    from megapairs.errors import DamagedFile, describe
+    from megapairs.errors import DamagedFile, describe, rerun_hint
 
-    stage = FOLDER_STAGE.get(folder.name)
-    again = f"rerun `megapairs {stage} --run {folder.parent}`" if stage else "rerun the command that wrote it"
+    again = rerun_hint(folder)
     if isinstance(exc, DamagedFile) and exc.path:
         return {"state": "damaged", "path": exc.path, "reason": exc.reason or str(exc), "hint": exc.hint}
     path = _unreadable(folder)
