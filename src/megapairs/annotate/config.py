@@ -125,13 +125,17 @@ class AnnotateConfig(ConfigBase):
             if ":" not in getattr(self, name):
                 raise ConfigError(f"{self.where_name()}.{name}: spec must look like prefix:argument")
 
+    def backend_specs(self, where: str) -> list[tuple[str, str, str]]:
+        """(role, config field, spec): the describer, the writer, then their fallbacks."""
+        roles = ("describer", "writer")
+        return [(r, f"{where}.{r}", getattr(self, r)) for r in roles] + [
+            (r, f"{where}.{r}_fallbacks[{i}]", spec) for r in roles for i, spec in enumerate(getattr(self, f"{r}_fallbacks"))]
+
     def check_specs(self, where: str) -> None:
         from megapairs.annotate.roles import DESCRIBERS, WRITERS
 
-        for registry, name in ((DESCRIBERS, "describer"), (WRITERS, "writer")):
-            registry.check(getattr(self, name), f"{where}.{name}")
-            for i, spec in enumerate(getattr(self, f"{name}_fallbacks")):
-                registry.check(spec, f"{where}.{name}_fallbacks[{i}]")
+        for role, field, spec in self.backend_specs(where):
+            (DESCRIBERS if role == "describer" else WRITERS).check(spec, field)
 
     def where_name(self) -> str:
         return getattr(self, "_where", type(self).__name__)

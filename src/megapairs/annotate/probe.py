@@ -32,12 +32,8 @@ def server_models(config: "AnnotateConfig", where: str = "annotate") -> dict[str
     """Base URL -> [(config field, model name)] for every spec that talks to an OpenAI-compatible server."""
     from megapairs.annotate.client import parse_openai_spec
 
-    fields = {f"{where}.describer": config.describer, f"{where}.writer": config.writer}
-    for name in ("describer", "writer"):
-        for i, spec in enumerate(getattr(config, f"{name}_fallbacks")):
-            fields[f"{where}.{name}_fallbacks[{i}]"] = spec
     out: dict[str, list[tuple[str, str]]] = {}
-    for field, spec in fields.items():
+    for _, field, spec in config.backend_specs(where):
         prefix, rest = split_spec(spec)
         if prefix == "captions":
             prefix, rest = split_spec(rest)
