@@ -148,21 +148,15 @@ class _Acc:
             self.stats.kept_by_view[v] = int(mask_bits[:, vi].sum())
         self.stats.hist_all = {v: h.tolist() for v, h in self.hist_all.items()}
         self.stats.hist_kept = {v: h.tolist() for v, h in self.hist_kept.items()}
-        if arrow:  # the same values as Arrow arrays, taken in C++: no Python string per row
-            id_arr = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
-            text = {"query_id": id_arr.take(cat["q"]), "target_id": id_arr.take(cat["t"]),
-                    "found_by": pa.array(lookup, pa.list_(pa.string())).take(cat["mask"]),
-                    "best_view": pa.array(views, pa.string()).take(best),
-                    "hard_negatives": pa.ListArray.from_arrays(pa.array(np.r_[0, ends], pa.int32()),
-                                                               id_arr.take(hns[valid]))}
-        else:
-            id_arr = np.asarray(ids, dtype=object)
-            flat = id_arr[hns[valid]].tolist()
-            ends_list = ends.tolist()
-            text = {"query_id": id_arr[cat["q"]].tolist(), "target_id": id_arr[cat["t"]].tolist(),
-                    "found_by": [lookup[m] for m in cat["mask"].tolist()],  # shared lists, read only
-                    "best_view": names[best].tolist(),
-                    "hard_negatives": [flat[a:b] for a, b in zip([0, *ends_list[:-1]], ends_list)]}
+        # taken as Arrow arrays in C++ (no Python string per row); as Python lists unless `arrow`
+        id_arr = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+        text = {"query_id": id_arr.take(cat["q"]), "target_id": id_arr.take(cat["t"]),
+                "found_by": pa.array(lookup, pa.list_(pa.string())).take(cat["mask"]),
+                "best_view": pa.array(views, pa.string()).take(best),
+                "hard_negatives": pa.ListArray.from_arrays(pa.array(np.r_[0, ends], pa.int32()),
+                                                           id_arr.take(hns[valid]))}
+        if not arrow:
+            text = {k: v.to_pylist() for k, v in text.items()}
         columns = {
             "query_id": text["query_id"], "target_id": text["target_id"], "found_by": text["found_by"],
             "best_view": text["best_view"],
